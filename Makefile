@@ -1,0 +1,61 @@
+# Herald — stable entry points (see README.md).
+#   make up     start infrastructure and every component locally
+#   make down   stop them
+#   make test   install everything on a fresh machine and run the whole test suite
+#   make bench  run the benchmarks
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+UV_VERSION := 0.13.9
+COMPONENTS := $(foreach d,services/common dev/pytest-herald services/users services/notifications services/recommendations services/scheduler gateway operator,$(if $(wildcard $(d)/pyproject.toml),$(d)))
+PYTEST_ARGS ?=
+
+.PHONY: help venv infra tools testenv up down test test-fast lint bench clean
+
+help:
+	@echo "make up | down | test | bench | lint | venv"
+
+$(VENV)/.installed: requirements.lock $(foreach d,$(COMPONENTS),$(d)/pyproject.toml)
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found" >&2; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(VENV)/bin/pip install -q uv==$(UV_VERSION)
+	$(VENV)/bin/uv pip install -q --python $(PY) -r requirements.lock
+	$(VENV)/bin/uv pip install -q --python $(PY) --no-deps $(foreach d,$(COMPONENTS),-e $(d))
+	@touch $@
+
+venv: $(VENV)/.installed
+
+infra:
+	@bash dev/infra.sh up
+
+tools:
+	@bash dev/tools.sh
+
+testenv:
+	@bash dev/testenv/build.sh
+
+up: venv infra
+	@bash dev/run.sh up
+
+down:
+	@if [ -f dev/run.sh ]; then bash dev/run.sh down; fi
+	@bash dev/infra.sh down
+
+test: venv tools testenv infra
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: venv
+	$(PY) -m pytest -m "not integration and not kube and not e2e and not slow" $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy services/common/herald_common
+
+bench: venv infra
+	$(PY) -m bench $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .run

@@ -1,0 +1,133 @@
+"""Fixtures for tests against the real RabbitMQ, Redis and MongoDB-compatible servers.
+
+The servers are started by ``dev/infra.sh up`` (``make test`` does it). Every test gets
+its own database and its own exchanges, so tests never see each other's data or events.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlparse
+
+import pytest
+from herald_common.settings import HeraldSettings
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+S = TypeVar("S", bound=HeraldSettings)
+
+
+def _infra_env() -> dict[str, str]:
+    env = {
+        "HERALD_MONGODB_URI": "mongodb://127.0.0.1:27017",
+        "HERALD_AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/",
+        "HERALD_REDIS_URL": "redis://127.0.0.1:6379/0",
+    }
+    env_file = REPO_ROOT / ".run" / "infra.env"
+    if env_file.exists():
+        for line in env_file.read_text().splitlines():
+            line = line.strip().removeprefix("export ")
+            if "=" in line and not line.startswith("#"):
+                key, value = line.split("=", 1)
+                env[key] = value.strip().strip("'\"")
+    for key in env:
+        if os.environ.get(key):
+            env[key] = os.environ[key]
+    return env
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parsed = urlparse(url.split(",")[0])
+    host = parsed.hostname or "127.0.0.1"
+    try:
+        with socket.create_connection((host, parsed.port or default_port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def infra() -> dict[str, str]:
+    """URLs of the running servers; fails clearly when they are not up."""
+    env = _infra_env()
+    missing = [
+        name
+        for name, key, port in (
+            ("MongoDB-compatible server", "HERALD_MONGODB_URI", 27017),
+            ("RabbitMQ", "HERALD_AMQP_URL", 5672),
+            ("Redis", "HERALD_REDIS_URL", 6379),
+        )
+        if not _reachable(env[key], port)
+    ]
+    if missing:
+        pytest.fail(
+            f"not reachable: {', '.join(missing)}; start them with `dev/infra.sh up`",
+            pytrace=False,
+        )
+    return env
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short id for names that must not clash with other tests."""
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def make_settings(infra: dict[str, str], unique: str) -> Iterator[Callable[..., Any]]:
+    """Build a component's settings pointing at the real servers, isolated per test:
+    database ``t_<id>_<component>``, exchanges ``herald.events.t<id>`` and
+    ``herald.dlx.t<id>``, short retry delays. Databases are dropped afterwards."""
+    created: list[HeraldSettings] = []
+
+    def factory(cls: type[S] = HeraldSettings, component: str = "common", **overrides: Any) -> S:
+        values: dict[str, Any] = {
+            "environment": "test",
+            "service_name": component,
+            "log_json": False,
+            "mongodb_uri": infra["HERALD_MONGODB_URI"],
+            "mongodb_db": f"t_{unique}_{component}",
+            "amqp_url": infra["HERALD_AMQP_URL"],
+            "redis_url": infra["HERALD_REDIS_URL"],
+            "events_exchange": f"herald.events.t{unique}",
+            "dead_letter_exchange": f"herald.dlx.t{unique}",
+            "retry_delays_ms": [100, 200],
+        }
+        values.update(overrides)
+        settings = cls(**values)
+        created.append(settings)
+        return settings
+
+    yield factory
+
+    import pymongo
+
+    for settings in created:
+        try:
+            client: Any = pymongo.MongoClient(settings.mongodb_uri, serverSelectionTimeoutMS=2000)
+            client.drop_database(settings.mongodb_db)
+            client.close()
+        except Exception as exc:  # noqa: BLE001 - cleanup is best effort
+            print(f"could not drop test database {settings.mongodb_db}: {exc}")
+
+
+@pytest.fixture
+async def broker_for(make_settings: Callable[..., Any]) -> AsyncIterator[Callable[..., Any]]:
+    """Connect :class:`herald_common.messaging.Broker` instances; closed after the test."""
+    from herald_common.messaging import Broker
+
+    brokers: list[Broker] = []
+
+    async def connect(settings: HeraldSettings | None = None, source: str = "test") -> Broker:
+        broker = Broker(settings or make_settings(), source=source)
+        await broker.connect()
+        brokers.append(broker)
+        return broker
+
+    yield connect
+    for broker in brokers:
+        await broker.close()

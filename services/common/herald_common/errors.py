@@ -1,0 +1,80 @@
+"""Typed errors shared by the services' HTTP APIs and the gateway.
+
+Services answer with ``{"error": {"code": ..., "message": ..., "field": ...}}`` and the
+matching HTTP status; the gateway turns the code into GraphQL ``extensions.code``.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class HeraldError(Exception):
+    code: ClassVar[str] = "INTERNAL"
+    status: ClassVar[int] = 500
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def to_dict(self) -> dict[str, object]:
+        body: dict[str, object] = {"code": self.code, "message": self.message}
+        if self.field:
+            body["field"] = self.field
+        return body
+
+
+class BadUserInput(HeraldError):
+    code = "BAD_USER_INPUT"
+    status = 400
+
+
+class Unauthenticated(HeraldError):
+    code = "UNAUTHENTICATED"
+    status = 401
+
+
+class Forbidden(HeraldError):
+    code = "FORBIDDEN"
+    status = 403
+
+
+class NotFound(HeraldError):
+    code = "NOT_FOUND"
+    status = 404
+
+
+class Conflict(HeraldError):
+    """A well-formed request that clashes with existing state (e.g. a taken email)."""
+
+    code = "CONFLICT"
+    status = 409
+
+
+class RateLimited(HeraldError):
+    code = "RATE_LIMITED"
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int = 1, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.retry_after = retry_after
+
+
+class Unavailable(HeraldError):
+    code = "UNAVAILABLE"
+    status = 503
+
+
+BY_CODE: dict[str, type[HeraldError]] = {
+    cls.code: cls
+    for cls in (
+        BadUserInput,
+        Unauthenticated,
+        Forbidden,
+        NotFound,
+        Conflict,
+        RateLimited,
+        Unavailable,
+    )
+}

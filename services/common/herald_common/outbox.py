@@ -1,0 +1,170 @@
+"""Transactional outbox on single-document atomicity.
+
+MongoDB-compatible servers used here (FerretDB, standalone mongod) have no
+multi-document transactions, so an event is stored *inside the document it describes*,
+in the same write as the state change::
+
+    class User(OutboxDocument):
+        ...
+
+    user.stage(event)          # on a new document, before save()
+    user.save()                # state + event: one atomic insert
+
+    User.objects(id=uid).update_one(set__name="Ann", **outbox_update(event))
+
+:class:`OutboxRelay` publishes staged events (confirmed) in the order they were
+staged per document, then removes them. A crash after publishing and before removal
+publishes the event again with the same event id, which consumers de-duplicate; a crash
+before publishing leaves it staged for the next relay pass. Nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from mongoengine import BooleanField, DictField, Document, ListField
+from pymongo import ASCENDING
+
+from herald_common.db import run_db
+from herald_common.events import Envelope
+from herald_common.messaging import H_CORRELATION, Broker
+from herald_common.metrics import OUTBOX_PENDING, OUTBOX_RELAYED
+
+log = logging.getLogger(__name__)
+
+
+def outbox_entry(event: Envelope[Any]) -> dict[str, Any]:
+    """How a staged event is stored: the exact wire bytes, as a string."""
+    return {
+        "id": str(event.id),
+        "type": event.type,
+        "body": event.model_dump_json(),
+        "correlation_id": event.correlation_id,
+        "staged_at": datetime.now(UTC),
+    }
+
+
+def outbox_update(*events: Envelope[Any]) -> dict[str, Any]:
+    """mongoengine update kwargs that stage ``events`` with the caller's state change."""
+    return {
+        "push_all__outbox": [outbox_entry(e) for e in events],
+        "set__outbox_pending": True,
+    }
+
+
+class OutboxDocument(Document):
+    """Base for documents whose changes publish events."""
+
+    meta = {"abstract": True}
+
+    outbox = ListField(DictField(), default=list)
+    outbox_pending = BooleanField(default=False)
+
+    def stage(self, *events: Envelope[Any]) -> None:
+        """Stage events on an unsaved (or about to be saved) document."""
+        self.outbox = [*(self.outbox or []), *(outbox_entry(e) for e in events)]
+        self.outbox_pending = True
+
+
+class OutboxRelay:
+    """Publishes staged events of the given document classes and clears them."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        documents: Sequence[type[OutboxDocument]],
+        *,
+        poll_interval: float = 1.0,
+        batch_size: int = 200,
+    ) -> None:
+        self.broker = broker
+        self.documents = list(documents)
+        self.poll_interval = poll_interval
+        self.batch_size = batch_size
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def ensure_indexes(self) -> None:
+        for cls in self.documents:
+            cls._get_collection().create_index([("outbox_pending", ASCENDING)])
+
+    def _pending(self, coll: Any) -> list[dict[str, Any]]:
+        return list(coll.find({"outbox_pending": True}, {"outbox": 1}).limit(self.batch_size))
+
+    def wake(self) -> None:
+        """Ask for a pass now (call after staging) instead of at the next poll."""
+        self._wake.set()
+
+    async def relay_once(self) -> int:
+        """Publish everything staged right now; returns how many events were published."""
+        published = 0
+        pending_docs = 0
+        for cls in self.documents:
+            coll = cls._get_collection()
+            while True:
+                docs = await run_db(self._pending, coll)
+                if not docs:
+                    break
+                for doc in docs:
+                    for entry in doc.get("outbox") or []:
+                        headers = {}
+                        if entry.get("correlation_id"):
+                            headers[H_CORRELATION] = entry["correlation_id"]
+                        await self.broker.publish_raw(
+                            entry["body"].encode(),
+                            routing_key=entry["type"],
+                            message_id=entry["id"],
+                            type_=entry["type"],
+                            headers=headers,
+                        )
+                        await run_db(
+                            coll.update_one,
+                            {"_id": doc["_id"]},
+                            {"$pull": {"outbox": {"id": entry["id"]}}},
+                        )
+                        OUTBOX_RELAYED.labels(self.broker.source, entry["type"]).inc()
+                        published += 1
+                    # Only clear the flag if nothing new was staged meanwhile.
+                    await run_db(
+                        coll.update_one,
+                        {"_id": doc["_id"], "outbox": {"$size": 0}},
+                        {"$set": {"outbox_pending": False}},
+                    )
+                if len(docs) < self.batch_size:
+                    break
+            pending_docs += await run_db(coll.count_documents, {"outbox_pending": True})
+        OUTBOX_PENDING.labels(self.broker.source).set(pending_docs)
+        return published
+
+    async def run(self) -> None:
+        """Relay forever: on every wake-up and at least every ``poll_interval``."""
+        while True:
+            try:
+                await self.relay_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox relay pass failed; retrying")
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+    def start(self) -> asyncio.Task[None]:
+        self.ensure_indexes()
+        self._task = asyncio.create_task(self.run(), name="outbox-relay")
+        return self._task
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
