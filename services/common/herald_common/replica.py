@@ -1,0 +1,102 @@
+"""Local replica of users, built only from ``user.*`` events.
+
+Notifications, scheduler and recommendations each keep one in their own database, so
+their hot paths never call the users service. Events may arrive twice or out of order:
+a user's ``revision`` only moves forward, and a deletion leaves a tombstone that older
+events cannot revive.
+
+    await broker.consume("notifications.users", ["user.*"], handle_user_event)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import mongoengine
+from pymongo import ASCENDING
+from pymongo.errors import DuplicateKeyError
+
+from herald_common.db import run_db
+from herald_common.events import Envelope, UserDeleted, UserPreferencesUpdated, UserRegistered
+from herald_common.preferences import Preferences
+
+COLLECTION = "user_replica"
+
+
+def _coll(alias: str = "default") -> Any:
+    return mongoengine.get_db(alias)[COLLECTION]
+
+
+def ensure_indexes(alias: str = "default") -> None:
+    _coll(alias).create_index([("deleted", ASCENDING), ("_id", ASCENDING)])
+
+
+def apply_user_event(payload: UserRegistered | UserPreferencesUpdated | UserDeleted) -> bool:
+    """Apply one user event; False when it was stale (an equal or newer revision is in)."""
+    now = datetime.now(UTC)
+    if isinstance(payload, UserDeleted):
+        fields: dict[str, Any] = {
+            "revision": payload.revision,
+            "deleted": True,
+            "name": None,
+            "email": None,
+            "updated_at": now,
+        }
+    else:
+        fields = {
+            "revision": payload.revision,
+            "deleted": False,
+            "name": payload.name,
+            "email": payload.email,
+            "preferences": payload.preferences.model_dump(mode="json"),
+            "updated_at": now,
+        }
+        if isinstance(payload, UserRegistered):
+            fields["created_at"] = payload.created_at
+            fields["roles"] = payload.roles
+    try:
+        result = _coll().update_one(
+            {"_id": payload.user_id, "revision": {"$lt": payload.revision}},
+            {"$set": fields},
+            upsert=True,
+        )
+    except DuplicateKeyError:
+        return False  # the stored revision is newer or equal: this event is stale
+    return bool(result.modified_count or result.upserted_id is not None)
+
+
+async def handle_user_event(event: Envelope[Any]) -> None:
+    """Consumer handler for ``user.*`` (use as-is or call from a service handler)."""
+    await run_db(apply_user_event, event.payload)
+
+
+def get_user(user_id: str) -> dict[str, Any] | None:
+    """The replicated user (``_id``, ``name``, ``email``, ``preferences``...) or None."""
+    doc = _coll().find_one({"_id": user_id, "deleted": False})
+    return dict(doc) if doc else None
+
+
+def get_preferences(user_id: str) -> Preferences | None:
+    doc = get_user(user_id)
+    if doc is None:
+        return None
+    return Preferences.model_validate(doc.get("preferences") or {})
+
+
+def iter_users(
+    query: dict[str, Any] | None = None, batch_size: int = 1000
+) -> Iterator[list[dict[str, Any]]]:
+    """Stream live users matching ``query`` in ``_id`` order, ``batch_size`` at a time
+    (keyset pagination: bounded memory for any audience size)."""
+    last: str | None = None
+    while True:
+        q: dict[str, Any] = {"deleted": False, **(query or {})}
+        if last is not None:
+            q["_id"] = {"$gt": last}
+        batch = list(_coll().find(q).sort("_id", ASCENDING).limit(batch_size))
+        if not batch:
+            return
+        yield batch
+        last = batch[-1]["_id"]
