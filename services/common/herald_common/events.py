@@ -97,6 +97,10 @@ class Activity(Payload):
     occurred_at: AwareDatetime
     session_id: str | None = None
     quantity: int = Field(default=1, ge=1, le=1000)
+    # Catalog details, filled in by the producer (the gateway looks them up) so that
+    # consumers such as the scheduler need no catalog of their own.
+    product_name: str | None = None
+    category: str | None = None
     price: float | None = Field(default=None, ge=0)
 
 
