@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -44,12 +45,19 @@ class QuietHours(BaseModel):
         return local >= start or local < end
 
 
+@lru_cache(maxsize=1)
+def _known_timezones() -> frozenset[str]:
+    # available_timezones() walks the tz database on every call (milliseconds);
+    # replicas validate preferences per user, so look the set up once per process.
+    return frozenset(available_timezones())
+
+
 def validate_timezone(value: str) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ValueError(f"unknown IANA time zone {value!r}") from exc
-    if value not in available_timezones() and value != "UTC":
+    if value not in _known_timezones() and value != "UTC":
         raise ValueError(f"unknown IANA time zone {value!r}")
     return value
 

@@ -59,3 +59,13 @@ def test_invalid_patches_name_the_field(patch: dict, field: str) -> None:
 
 def test_in_app_channel_is_always_on() -> None:
     assert Preferences(channels=["email"]).channels == ["in_app", "email"]
+
+
+def test_validating_many_preferences_reuses_the_time_zone_list() -> None:
+    from herald_common.preferences import _known_timezones
+
+    for _ in range(3):
+        Preferences.model_validate({"timezone": "Europe/Paris"})
+    # One scan of the tz database per process, however many users are validated.
+    assert _known_timezones.cache_info().currsize == 1
+    assert "Europe/Paris" in _known_timezones()
