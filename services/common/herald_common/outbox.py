@@ -121,10 +121,13 @@ class OutboxRelay:
                             type_=entry["type"],
                             headers=headers,
                         )
+                        # Pull the exact stored entry: FerretDB's $pull matches whole
+                        # values only (a {"id": ...} condition would remove nothing and
+                        # the event would be republished on every pass).
                         await run_db(
                             coll.update_one,
                             {"_id": doc["_id"]},
-                            {"$pull": {"outbox": {"id": entry["id"]}}},
+                            {"$pull": {"outbox": entry}},
                         )
                         OUTBOX_RELAYED.labels(self.broker.source, entry["type"]).inc()
                         published += 1
