@@ -1,0 +1,83 @@
+"""Registration, login, token refresh and logout."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request, Response
+from herald_common.app import current_principal
+from herald_common.auth import Principal
+
+from herald_users.api.schemas import (
+    AuthTokens,
+    LoginRequest,
+    LogoutRequest,
+    RefreshRequest,
+    RegisterRequest,
+    domain,
+    errors,
+)
+from herald_users.domain import UsersDomain
+
+router = APIRouter(prefix="/v1/auth", tags=["auth"])
+
+
+def client_address(request: Request) -> str | None:
+    """The caller's address: the first X-Forwarded-For entry (set by the gateway), else
+    the socket peer."""
+    if request.app.state.settings.trust_forwarded_for:
+        forwarded = request.headers.get("x-forwarded-for", "")
+        first = forwarded.split(",")[0].strip()
+        if first:
+            return first[:100]
+    return request.client.host if request.client else None
+
+
+@router.post("/register", status_code=201, responses=errors(400, 409))
+async def register(body: RegisterRequest, users: UsersDomain = Depends(domain)) -> AuthTokens:
+    """Create an account and log it in.
+
+    Emails are normalized (trimmed, lower-cased) and unique: a taken one is 409
+    ``CONFLICT`` on ``email``. Passwords need 10-128 characters from at least two
+    classes (lower, upper, digits, symbols) and must not be the email. Publishes
+    ``user.registered``.
+    """
+    session = await users.register(
+        name=body.name, email=body.email, password=body.password, preferences=body.preferences
+    )
+    return AuthTokens.of(session)
+
+
+@router.post("/login", responses=errors(400, 401, 429))
+async def login(
+    body: LoginRequest, request: Request, users: UsersDomain = Depends(domain)
+) -> AuthTokens:
+    """Log in with email and password; starts a new session.
+
+    Rate limited per email (failed attempts) and per client address (all attempts):
+    429 ``RATE_LIMITED`` with ``retry-after``.
+    """
+    session = await users.login(
+        email=body.email, password=body.password, address=client_address(request)
+    )
+    return AuthTokens.of(session)
+
+
+@router.post("/refresh", responses=errors(400, 401))
+async def refresh(body: RefreshRequest, users: UsersDomain = Depends(domain)) -> AuthTokens:
+    """Exchange a refresh token for a new token pair (rotation).
+
+    A refresh token works once. Presenting one that was already used revokes its whole
+    session (both the old and the new tokens): it was copied.
+    """
+    return AuthTokens.of(await users.refresh(body.refresh_token))
+
+
+@router.post("/logout", status_code=204, response_class=Response, responses=errors(401, 403))
+async def logout(
+    body: LogoutRequest | None = None,
+    caller: Principal = Depends(current_principal),
+    users: UsersDomain = Depends(domain),
+) -> Response:
+    """Revoke the caller's access token and session, and the session of the given
+    refresh token (which must be the caller's)."""
+    await users.logout(caller, body.refresh_token if body else None)
+    return Response(status_code=204)

@@ -1,0 +1,95 @@
+"""Settings of the users service (env prefix ``HERALD_USERS_``).
+
+Secrets have no defaults outside local/test mode: production needs a signing key
+(``HERALD_USERS_PRIVATE_KEY_PEM`` or ``HERALD_USERS_PRIVATE_KEY_FILE``) and bootstraps an
+admin only when both ``HERALD_USERS_ADMIN_EMAIL`` and ``HERALD_USERS_ADMIN_PASSWORD``
+are given.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from herald_common.settings import HeraldSettings, component_config
+from pydantic import Field, SecretStr, model_validator
+
+LOCAL_ADMIN_EMAIL = "admin@herald.local"
+# Only ever used when environment is local/test; production has no default.
+LOCAL_ADMIN_PASSWORD = "herald-admin-local"
+
+
+def _repo_root() -> Path:
+    """The Herald checkout this package runs from (editable install), else the cwd."""
+    for start in (Path(__file__).resolve(), Path.cwd().resolve()):
+        for parent in (start, *start.parents):
+            if (parent / "ARCHITECTURE.md").is_file() and (parent / "services").is_dir():
+                return parent
+    return Path.cwd()
+
+
+class UsersSettings(HeraldSettings):
+    """Configuration of the users service."""
+
+    model_config = component_config("USERS")
+
+    service_name: str = "users"
+    mongodb_db: str = "herald_users"
+    host: str = "127.0.0.1"
+    port: int = Field(default=4001, ge=1, le=65535)
+
+    # Signing key (RS256). Neither set in local/test: a key is generated once into
+    # ``local_key_file`` and reused, so tokens survive restarts.
+    private_key_pem: SecretStr | None = None
+    private_key_file: Path | None = None
+    local_key_file: Path = Field(
+        default_factory=lambda: _repo_root() / ".run" / "keys" / "users-jwt.pem"
+    )
+
+    # Public keys of earlier signing keys, still served in the JWKS after a key
+    # rotation until the tokens they signed have expired.
+    previous_public_keys_pem: list[str] = Field(default_factory=list)
+
+    access_token_ttl_seconds: int = Field(default=15 * 60, ge=10, le=24 * 3600)
+    refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60, le=365 * 24 * 3600)
+    # How often expired refresh-token records are swept (no TTL indexes on FerretDB).
+    refresh_sweep_interval_seconds: float = Field(default=3600.0, gt=0)
+
+    # Password hashing (argon2id). Defaults are argon2-cffi's recommended profile.
+    argon2_time_cost: int = Field(default=3, ge=1)
+    argon2_memory_kib: int = Field(default=65536, ge=8)
+    argon2_parallelism: int = Field(default=4, ge=1)
+
+    # Login rate limits (Redis fixed windows).
+    login_max_failures_per_email: int = Field(default=5, ge=1)
+    login_failure_window_seconds: int = Field(default=15 * 60, ge=1)
+    login_max_attempts_per_address: int = Field(default=20, ge=1)
+    login_address_window_seconds: int = Field(default=60, ge=1)
+    # The gateway sets X-Forwarded-For; services are reachable only from inside.
+    trust_forwarded_for: bool = True
+    rate_limit_prefix: str = "herald:users:ratelimit"
+
+    # Admin bootstrapped (created or updated) at startup.
+    admin_email: str | None = None
+    admin_password: SecretStr | None = None
+    admin_name: str = "Herald admin"
+
+    @model_validator(mode="after")
+    def _users_rules(self) -> UsersSettings:
+        if self.private_key_pem is not None and self.private_key_file is not None:
+            raise ValueError("set private_key_pem or private_key_file, not both")
+        if self.environment == "production":
+            if self.private_key_pem is None and self.private_key_file is None:
+                raise ValueError(
+                    "production needs a token signing key: set HERALD_USERS_PRIVATE_KEY_PEM "
+                    "or HERALD_USERS_PRIVATE_KEY_FILE (`herald-users generate-key` makes one)"
+                )
+            if (self.admin_email is None) != (self.admin_password is None):
+                raise ValueError(
+                    "set both HERALD_USERS_ADMIN_EMAIL and _ADMIN_PASSWORD, or neither"
+                )
+        elif self.admin_email is None and self.admin_password is None:
+            self.admin_email = LOCAL_ADMIN_EMAIL
+            self.admin_password = SecretStr(LOCAL_ADMIN_PASSWORD)
+        elif self.admin_email is None or self.admin_password is None:
+            raise ValueError("set both HERALD_USERS_ADMIN_EMAIL and _ADMIN_PASSWORD, or neither")
+        return self
