@@ -68,6 +68,7 @@ H_REPLAYS = "x-herald-replays"
 H_CORRELATION = "x-correlation-id"
 
 Handler = Callable[[Envelope[Any]], Awaitable[None]]
+BatchHandler = Callable[[list[Envelope[Any]]], Awaitable[None]]
 
 _TRANSIENT = (
     ConnectionError,
@@ -329,6 +330,46 @@ class Broker:
         self._consumers.append(consumer)
         return consumer
 
+    async def consume_batch(
+        self,
+        queue: str,
+        bindings: Iterable[str],
+        handler: BatchHandler,
+        *,
+        max_batch: int = 100,
+        max_wait_ms: int = 50,
+        prefetch: int | None = None,
+        retry_delays_ms: Sequence[int] | None = None,
+    ) -> BatchConsumer:
+        """Consume ``queue`` in batches: ``handler`` gets up to ``max_batch`` events at
+        once, collected for at most ``max_wait_ms`` after the first one arrived.
+
+        Same guarantees as :meth:`consume`, per message: a malformed message is
+        dead-lettered on its own (the others still form the batch); when the handler
+        fails for a batch, every event of it is handed to the handler again alone, so
+        only the ones that fail by themselves are retried or dead-lettered. The
+        handler must therefore be idempotent (it is anyway: redelivery is normal).
+        """
+        spec = QueueSpec(
+            name=queue,
+            bindings=list(bindings),
+            retry_delays_ms=list(
+                self.settings.retry_delays_ms if retry_delays_ms is None else retry_delays_ms
+            ),
+        )
+        consumer = BatchConsumer(
+            self,
+            spec,
+            handler,
+            # A prefetch below the batch size could never fill a batch.
+            max(prefetch or self.settings.prefetch, max_batch),
+            max_batch=max_batch,
+            max_wait_ms=max_wait_ms,
+        )
+        await consumer.start()
+        self._consumers.append(consumer)
+        return consumer
+
     # --- dead letters ------------------------------------------------------------------
 
     async def queue_depth(self, queue: str) -> int:
@@ -562,3 +603,153 @@ class Consumer:
             await message.nack(requeue=True)
             return
         await message.ack()
+
+
+class BatchConsumer(Consumer):
+    """Collects messages into batches for a handler of ``list[Envelope]``.
+
+    Messages are parsed as they arrive (malformed ones go to the DLQ at once); a single
+    flusher task hands batches to the handler in arrival order, one batch at a time.
+    """
+
+    def __init__(
+        self,
+        broker: Broker,
+        spec: QueueSpec,
+        handler: BatchHandler,
+        prefetch: int,
+        *,
+        max_batch: int = 100,
+        max_wait_ms: int = 50,
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+
+        async def single(event: Envelope[Any]) -> None:
+            await handler([event])
+
+        super().__init__(broker, spec, single, prefetch)
+        self.batch_handler = handler
+        self.max_batch = max_batch
+        self.max_wait = max(0, max_wait_ms) / 1000
+        self._pending: list[tuple[AbstractIncomingMessage, dict[str, Any], Envelope[Any]]] = []
+        self._arrived = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._flusher = asyncio.create_task(self._run(), name=f"batch-consumer-{self.spec.name}")
+        await super().start()
+
+    async def stop(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            try:
+                await self._flusher
+            except asyncio.CancelledError:
+                pass
+            self._flusher = None
+        # Unacknowledged messages still buffered return to the queue with the channel.
+        self._pending.clear()
+        await super().stop()
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        headers: dict[str, Any] = dict(message.headers or {})
+        try:
+            event = parse_event(message.body)
+        except InvalidEvent as exc:
+            await self._dead_letter(message, headers, f"invalid event: {exc}", "invalid")
+            EVENTS_CONSUMED.labels(
+                self.broker.source, self.spec.name, message.type or "unknown", "dead_lettered"
+            ).inc()
+            return
+        self._pending.append((message, headers, event))
+        self._arrived.set()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._pending:
+                self._arrived.clear()
+                await self._arrived.wait()
+            deadline = loop.time() + self.max_wait
+            while len(self._pending) < self.max_batch:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                self._arrived.clear()
+                try:
+                    await asyncio.wait_for(self._arrived.wait(), timeout=remaining)
+                except TimeoutError:
+                    break
+            batch = self._pending[: self.max_batch]
+            del self._pending[: self.max_batch]
+            try:
+                await self._process(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Never let the flusher die: the messages stay unacked and come back
+                # with the channel (or after a reconnect).
+                log.exception("batch processing failed", extra={"queue": self.spec.name})
+
+    async def _process(
+        self, batch: list[tuple[AbstractIncomingMessage, dict[str, Any], Envelope[Any]]]
+    ) -> None:
+        svc, queue = self.broker.source, self.spec.name
+        if len(batch) == 1:
+            await self._process_one(*batch[0])
+            return
+        set_correlation_id(batch[0][2].correlation_id or str(batch[0][2].id))
+        started = time.perf_counter()
+        try:
+            await self.batch_handler([event for _, _, event in batch])
+        except Exception:
+            log.warning(
+                "batch handler failed; handling its %d events one by one",
+                len(batch),
+                extra={"queue": queue},
+                exc_info=True,
+            )
+            for item in batch:
+                await self._process_one(*item)
+            return
+        finally:
+            HANDLER_LATENCY.labels(svc, queue, "batch").observe(time.perf_counter() - started)
+        for message, _, event in batch:
+            await self._ack(message)
+            EVENTS_CONSUMED.labels(svc, queue, event.type, "ok").inc()
+
+    async def _process_one(
+        self, message: AbstractIncomingMessage, headers: dict[str, Any], event: Envelope[Any]
+    ) -> None:
+        svc, queue = self.broker.source, self.spec.name
+        set_correlation_id(event.correlation_id or str(event.id))
+        started = time.perf_counter()
+        try:
+            await self.batch_handler([event])
+        except PermanentError as exc:
+            EVENTS_FAILED.labels(svc, queue, event.type).inc()
+            await self._dead_letter(message, headers, f"{type(exc).__name__}: {exc}", "permanent")
+            EVENTS_CONSUMED.labels(svc, queue, event.type, "dead_lettered").inc()
+            return
+        except Exception as exc:
+            EVENTS_FAILED.labels(svc, queue, event.type).inc()
+            log.warning(
+                "handler failed",
+                extra={"queue": queue, "event_type": event.type, "event_id": str(event.id)},
+                exc_info=True,
+            )
+            await self._retry(message, headers, f"{type(exc).__name__}: {exc}")
+            return
+        finally:
+            HANDLER_LATENCY.labels(svc, queue, event.type).observe(time.perf_counter() - started)
+        await self._ack(message)
+        EVENTS_CONSUMED.labels(svc, queue, event.type, "ok").inc()
+
+    async def _ack(self, message: AbstractIncomingMessage) -> None:
+        try:
+            await message.ack()
+        except Exception:
+            # The channel went away (reconnect): the broker redelivers the message and
+            # the idempotent handler absorbs the repeat.
+            log.warning("ack failed; the message will be redelivered", exc_info=True)

@@ -10,7 +10,7 @@ events cannot revive.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -76,6 +76,21 @@ def get_user(user_id: str) -> dict[str, Any] | None:
     """The replicated user (``_id``, ``name``, ``email``, ``preferences``...) or None."""
     doc = _coll().find_one({"_id": user_id, "deleted": False})
     return dict(doc) if doc else None
+
+
+def get_users(
+    user_ids: Iterable[str], *, include_deleted: bool = False
+) -> dict[str, dict[str, Any]]:
+    """Replicated users by id, in one query (batch consumers). With
+    ``include_deleted`` tombstones (``deleted: True``) are returned too, so a caller can
+    tell a deleted user from one whose ``user.registered`` has not arrived yet."""
+    ids = list(dict.fromkeys(user_ids))
+    if not ids:
+        return {}
+    query: dict[str, Any] = {"_id": {"$in": ids}}
+    if not include_deleted:
+        query["deleted"] = False
+    return {doc["_id"]: dict(doc) for doc in _coll().find(query)}
 
 
 def get_preferences(user_id: str) -> Preferences | None:

@@ -49,12 +49,13 @@ async def test_redelivered_message_has_one_effect(db, broker_for, unique):
     processed = ProcessedEvents("test-consumer")
 
     async def handler(event: Envelope) -> None:
-        if await run_db(processed.seen, str(event.id)):
-            return
-        effects.append(event.payload.user_id)
-        await run_db(processed.remember, str(event.id))
+        async def effect() -> None:
+            effects.append(event.payload.user_id)
 
-    await broker.consume(f"idem.{unique}", ["user.deleted"], handler)
+        await processed.run_once(str(event.id), effect)
+
+    # A prefetch > 1 lets duplicates be handled concurrently: the claim must hold.
+    await broker.consume(f"idem.{unique}", ["user.deleted"], handler, prefetch=10)
     event = make_event("user.deleted", UserDeleted(user_id="u-1", revision=1), source="t")
     for _ in range(3):  # the same event, delivered three times
         await broker.publish(event)
@@ -138,3 +139,21 @@ async def test_relay_loop_publishes_promptly_when_woken(db, broker_for, unique):
         await eventually(lambda: got == [1], timeout=5)
     finally:
         await relay.stop()
+
+
+def test_claims_lease_and_takeover(db):
+    from datetime import UTC, datetime, timedelta
+
+    import pytest as _pytest
+    from herald_common.idempotency import AlreadyInProgress
+
+    store = ProcessedEvents("lease-test", lease=timedelta(seconds=30))
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    assert store.claim("k", now=t0)
+    with _pytest.raises(AlreadyInProgress):
+        store.claim("k", now=t0 + timedelta(seconds=5))
+    # The first worker died: after the lease, a redelivery takes over.
+    assert store.claim("k", now=t0 + timedelta(seconds=31))
+    store.complete("k")
+    assert store.claim("k", now=t0 + timedelta(hours=1)) is False
+    assert store.seen("k")
