@@ -30,7 +30,9 @@ async def test_a_backlog_arrives_in_batches_each_message_once(broker_for, unique
     broker = await broker_for()
     queue = f"batch.{unique}"
     # Fill the queue before anyone consumes it, so the consumer sees a burst.
-    await broker.declare_queue(QueueSpec(queue, ["notification.requested"]))
+    await broker.declare_queue(
+        QueueSpec(queue, ["notification.requested"], broker.settings.retry_delays_ms)
+    )
     for i in range(250):
         await broker.publish(_request(f"k{i}"))
     batches: list[list[str]] = []
@@ -53,7 +55,9 @@ async def test_a_backlog_arrives_in_batches_each_message_once(broker_for, unique
 async def test_malformed_message_is_dead_lettered_alone(broker_for, unique):
     broker = await broker_for()
     queue = f"batch-bad.{unique}"
-    await broker.declare_queue(QueueSpec(queue, ["notification.requested"]))
+    await broker.declare_queue(
+        QueueSpec(queue, ["notification.requested"], broker.settings.retry_delays_ms)
+    )
     await broker.publish(_request("before"))
     bad = json.loads(_request("bad").to_bytes())
     bad["payload"]["type"] = "carrier-pigeon"
