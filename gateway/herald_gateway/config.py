@@ -1,0 +1,44 @@
+"""Gateway settings (env prefix ``HERALD_GATEWAY_``; infra URLs also from ``HERALD_``)."""
+
+from __future__ import annotations
+
+from herald_common.settings import HeraldSettings, component_config
+from pydantic import Field
+
+
+class GatewaySettings(HeraldSettings):
+    """Where the services are and how hard the gateway protects them."""
+
+    model_config = component_config("GATEWAY")
+
+    service_name: str = "gateway"
+    # The gateway is the public entry point: it listens on every interface by default.
+    host: str = "0.0.0.0"
+    port: int = 5000
+
+    users_url: str = "http://127.0.0.1:4001"
+    notifications_url: str = "http://127.0.0.1:4002"
+    recommendations_url: str = "http://127.0.0.1:4003"
+    scheduler_url: str = "http://127.0.0.1:4004"
+    service_timeout_seconds: float = Field(default=5.0, gt=0)
+    service_connect_timeout_seconds: float = Field(default=2.0, gt=0)
+    max_connections_per_service: int = Field(default=50, ge=1)
+
+    # Protection.
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_query_depth: int = Field(default=8, ge=2)
+    max_query_complexity: int = Field(default=5000, ge=10)
+    max_page_size: int = Field(default=100, ge=1)
+    rate_limit_per_minute: int = Field(default=600, ge=0, description="0 disables it")
+    max_activity_batch: int = Field(default=1000, ge=1, le=1000)
+    max_activity_future_seconds: int = Field(default=300, ge=0)
+
+    # Caching (Redis) of profile, recommendations and unread count.
+    cache_ttl_seconds: int = Field(default=60, ge=1)
+    cache_enabled: bool = True
+    cache_queue: str = "gateway.cache"
+
+    graphiql: bool = True
+    websocket_ack_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Behind an ingress, the first X-Forwarded-For entry is the client (for rate limits).
+    trust_forwarded_for: bool = False

@@ -1,0 +1,32 @@
+"""The gateway's process-wide parts, shared by every request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from herald_common.auth import TokenVerifier
+from herald_common.messaging import Broker
+
+from herald_gateway.cache import ResponseCache
+from herald_gateway.clients import Services
+from herald_gateway.config import GatewaySettings
+from herald_gateway.ratelimit import RateLimiter
+
+
+@dataclass
+class Gateway:
+    settings: GatewaySettings
+    services: Services
+    verifier: TokenVerifier
+    redis: Any
+    broker: Broker | None
+    cache: ResponseCache
+    limiter: RateLimiter
+
+    async def publish(self, event: Any) -> None:
+        if self.broker is None:
+            from herald_gateway.errors import GraphQLFailure
+
+            raise GraphQLFailure("the message broker is not connected", "UNAVAILABLE")
+        await self.broker.publish(event)

@@ -1,0 +1,1 @@
+"""Thin resolvers: check the caller, call a service client, map the answer."""

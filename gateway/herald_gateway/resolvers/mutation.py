@@ -1,0 +1,150 @@
+"""Mutation resolvers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tartiflette import Resolver
+
+from herald_gateway import mapping
+from herald_gateway.activity import track_activity
+from herald_gateway.cache import ENTITIES, ME, UNREAD
+from herald_gateway.clients.services import replay_dead_letters
+from herald_gateway.context import RequestContext
+from herald_gateway.engine import SCHEMA_NAME
+from herald_gateway.errors import bad_input
+from herald_gateway.resolvers.common import service_of_queue
+
+
+@Resolver("Mutation.register", schema_name=SCHEMA_NAME)
+async def resolve_register(
+    parent: Any, args: dict[str, Any], ctx: RequestContext, info: Any
+) -> Any:
+    """Create an account; answers with tokens like ``login``."""
+    data = args["input"]
+    body: dict[str, Any] = {
+        "name": data["name"],
+        "email": data["email"],
+        "password": data["password"],
+    }
+    if data.get("preferences"):
+        body["preferences"] = mapping.preferences_patch(data["preferences"])
+    tokens = await ctx.gateway.services.users.register(body, ctx.call)
+    return mapping.auth_payload(tokens)
+
+
+@Resolver("Mutation.login", schema_name=SCHEMA_NAME)
+async def resolve_login(parent: Any, args: dict[str, Any], ctx: RequestContext, info: Any) -> Any:
+    tokens = await ctx.gateway.services.users.login(args["email"], args["password"], ctx.call)
+    return mapping.auth_payload(tokens)
+
+
+@Resolver("Mutation.refreshToken", schema_name=SCHEMA_NAME)
+async def resolve_refresh(parent: Any, args: dict[str, Any], ctx: RequestContext, info: Any) -> Any:
+    tokens = await ctx.gateway.services.users.refresh(args["refreshToken"], ctx.call)
+    return mapping.auth_payload(tokens)
+
+
+@Resolver("Mutation.logout", schema_name=SCHEMA_NAME)
+async def resolve_logout(parent: Any, args: dict[str, Any], ctx: RequestContext, info: Any) -> bool:
+    """Revokes the access token (and the refresh token when given)."""
+    ctx.user()
+    await ctx.gateway.services.users.logout(ctx.call, args.get("refreshToken"))
+    return True
+
+
+@Resolver("Mutation.updatePreferences", schema_name=SCHEMA_NAME)
+async def resolve_update_preferences(
+    parent: Any, args: dict[str, Any], ctx: RequestContext, info: Any
+) -> Any:
+    """Partial preferences update; the cached profile is dropped at once."""
+    user = ctx.user()
+    patch = mapping.preferences_patch(args["input"])
+    if not patch:
+        raise bad_input("input: give at least one preference to change", field="input")
+    try:
+        updated = await ctx.gateway.services.users.update_preferences(patch, ctx.call)
+    finally:
+        # Even a failed call may have changed something (e.g. a timeout after commit).
+        await ctx.gateway.cache.invalidate(user.user_id, (ME,), "mutation")
+    return mapping.user(updated)
+
+
+@Resolver("Mutation.updateProfile", schema_name=SCHEMA_NAME)
+async def resolve_update_profile(
+    parent: Any, args: dict[str, Any], ctx: RequestContext, info: Any
+) -> Any:
+    user = ctx.user()
+    name = str(args["name"]).strip()
+    if not name:
+        raise bad_input("name: must not be empty", field="name")
+    try:
+        updated = await ctx.gateway.services.users.update_me({"name": name}, ctx.call)
+    finally:
+        await ctx.gateway.cache.invalidate(user.user_id, (ME,), "mutation")
+    return mapping.user(updated)
+
+
+@Resolver("Mutation.deleteAccount", schema_name=SCHEMA_NAME)
+async def resolve_delete_account(
+    parent: Any, args: dict[str, Any], ctx: RequestContext, info: Any
+) -> bool:
+    user = ctx.user()
+    await ctx.gateway.services.users.delete_me(ctx.call)
+    await ctx.gateway.cache.invalidate(user.user_id, ENTITIES, "mutation")
+    return True
+
+
+@Resolver("Mutation.markNotificationRead", schema_name=SCHEMA_NAME)
+async def resolve_mark_read(
+    parent: Any, args: dict[str, Any], ctx: RequestContext, info: Any
+) -> Any:
+    user = ctx.user()
+    try:
+        data = await ctx.gateway.services.notifications.mark_read(args["id"], ctx.call)
+    finally:
+        await ctx.gateway.cache.invalidate(user.user_id, (UNREAD,), "mutation")
+    return mapping.notification(data)
+
+
+@Resolver("Mutation.markAllNotificationsRead", schema_name=SCHEMA_NAME)
+async def resolve_mark_all_read(
+    parent: Any, args: dict[str, Any], ctx: RequestContext, info: Any
+) -> int:
+    user = ctx.user()
+    try:
+        return await ctx.gateway.services.notifications.mark_all_read(ctx.call)
+    finally:
+        await ctx.gateway.cache.invalidate(user.user_id, (UNREAD,), "mutation")
+
+
+@Resolver("Mutation.trackActivity", schema_name=SCHEMA_NAME)
+async def resolve_track_activity(
+    parent: Any, args: dict[str, Any], ctx: RequestContext, info: Any
+) -> int:
+    """Publishes ``activity.recorded`` for the caller; returns how many were accepted."""
+    return await track_activity(ctx, list(args.get("events") or []))
+
+
+@Resolver("Mutation.fireCampaign", schema_name=SCHEMA_NAME)
+async def resolve_fire_campaign(
+    parent: Any, args: dict[str, Any], ctx: RequestContext, info: Any
+) -> Any:
+    """Admin only: the scheduler runs the campaign now."""
+    ctx.admin()
+    run = await ctx.gateway.services.scheduler.fire(
+        args["name"], bool(args.get("dryRun")), ctx.call
+    )
+    return mapping.campaign_run(run)
+
+
+@Resolver("Mutation.replayDeadLetters", schema_name=SCHEMA_NAME)
+async def resolve_replay(parent: Any, args: dict[str, Any], ctx: RequestContext, info: Any) -> int:
+    """Admin only: the owning service moves dead letters back to their queue."""
+    ctx.admin()
+    queue = args["queue"]
+    limit = args.get("limit", 100)
+    if not isinstance(limit, int) or not 1 <= limit <= 10_000:
+        raise bad_input("limit must be between 1 and 10000", field="limit")
+    client = ctx.gateway.services.by_name(service_of_queue(queue))
+    return await replay_dead_letters(client, ctx.call, queue, limit)

@@ -1,0 +1,1 @@
+"""HTTP (``POST``/``GET /graphql``, GraphiQL) and WebSocket transports."""

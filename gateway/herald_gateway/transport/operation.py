@@ -1,0 +1,134 @@
+"""Running one GraphQL operation: shape checks, parsing, limits, rate limit, execution.
+
+Shared by the HTTP and WebSocket transports so both refuse the same things the same
+way: a client mistake is a 4xx-class answer with ``extensions.code``, never a 5xx.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from herald_gateway.context import RequestContext
+from herald_gateway.engine import get_engine, operation_type, parse
+from herald_gateway.errors import GraphQLFailure, request_error
+from herald_gateway.limits import enforce
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prepared:
+    """A validated operation, ready to execute."""
+
+    query: str
+    variables: dict[str, Any] | None
+    operation_name: str | None
+    kind: str
+
+
+class RequestRefused(Exception):
+    """The operation must not run; ``status`` is the HTTP status to answer with."""
+
+    def __init__(
+        self, status: int, errors: list[dict[str, Any]], headers: dict[str, str] | None = None
+    ):
+        super().__init__(errors[0]["message"] if errors else "refused")
+        self.status = status
+        self.errors = errors
+        self.headers = headers or {}
+
+    @classmethod
+    def of(cls, failure: GraphQLFailure, status: int = 400) -> RequestRefused:
+        headers = {}
+        if failure.retry_after is not None:
+            headers["retry-after"] = str(failure.retry_after)
+        return cls(status, [failure.to_error()], headers)
+
+
+def _format_parse_error(error: Any) -> dict[str, Any]:
+    try:
+        data = error.coerce_value()
+    except Exception:  # noqa: BLE001
+        data = {"message": str(error)}
+    out: dict[str, Any] = {"message": data.get("message") or "invalid GraphQL"}
+    if data.get("locations"):
+        out["locations"] = data["locations"]
+    ext = {k: v for k, v in (data.get("extensions") or {}).items() if k in ("rule", "spec")}
+    out["extensions"] = {**ext, "code": "BAD_USER_INPUT"}
+    return out
+
+
+def check_shape(body: Any) -> tuple[str, dict[str, Any] | None, str | None]:
+    """``(query, variables, operationName)`` of a request body, or a 400."""
+    if not isinstance(body, dict):
+        raise RequestRefused(
+            400, [request_error("the body must be a JSON object with a `query` string")]
+        )
+    query = body.get("query")
+    if not isinstance(query, str) or not query.strip():
+        raise RequestRefused(400, [request_error("`query` must be a non-empty string")])
+    variables = body.get("variables")
+    if variables is not None and not isinstance(variables, dict):
+        raise RequestRefused(400, [request_error("`variables` must be a JSON object")])
+    name = body.get("operationName")
+    if name is not None and not isinstance(name, str):
+        raise RequestRefused(400, [request_error("`operationName` must be a string")])
+    return query, variables, name or None
+
+
+async def prepare(
+    ctx: RequestContext, body: Any, *, caller: str, allowed: tuple[str, ...]
+) -> Prepared:
+    """Everything that may refuse an operation before it runs."""
+    query, variables, name = check_shape(body)
+    settings = ctx.gateway.settings
+    try:
+        await ctx.gateway.limiter.check(caller)
+    except GraphQLFailure as exc:
+        raise RequestRefused.of(exc, 429) from None
+    engine = await get_engine()
+    document, errors = parse(engine, query)
+    if errors:
+        raise RequestRefused(400, [_format_parse_error(e) for e in errors])
+    kind = operation_type(document, name)
+    if kind is None:
+        message = (
+            f"no operation named {name!r} in the document"
+            if name
+            else "the document has several operations: say which one with `operationName`"
+        )
+        raise RequestRefused(400, [request_error(message)])
+    if kind not in allowed:
+        hint = {
+            "subscription": "subscriptions run over WebSocket on this same path",
+            "mutation": "mutations need POST",
+        }.get(kind, "")
+        status = 405 if kind == "mutation" else 400
+        raise RequestRefused(status, [request_error(f"{kind} not allowed here: {hint}")])
+    try:
+        enforce(
+            document,
+            name,
+            variables,
+            max_depth=settings.max_query_depth,
+            max_complexity=settings.max_query_complexity,
+        )
+    except GraphQLFailure as exc:
+        raise RequestRefused.of(exc) from None
+    return Prepared(query=query, variables=variables, operation_name=name, kind=kind)
+
+
+async def execute(ctx: RequestContext, op: Prepared) -> dict[str, Any]:
+    engine = await get_engine()
+    result: dict[str, Any] = await engine.execute(
+        op.query, operation_name=op.operation_name, context=ctx, variables=op.variables
+    )
+    return result
+
+
+def is_request_error(result: dict[str, Any]) -> bool:
+    """Nothing ran (e.g. a variable of the wrong type): a 400, not a 200."""
+    errors = result.get("errors") or []
+    return result.get("data") is None and bool(errors) and all(not e.get("path") for e in errors)

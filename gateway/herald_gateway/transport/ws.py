@@ -1,0 +1,249 @@
+"""GraphQL over WebSocket on ``/graphql``: ``graphql-transport-ws`` and legacy ``graphql-ws``.
+
+The protocol is chosen by the ``Sec-WebSocket-Protocol`` header. The caller's token
+comes from the ``connection_init`` payload (``authorization``: ``Bearer <token>``, or
+``token``/``accessToken``) or the upgrade request's ``Authorization`` header. Each
+operation gets its own context (loaders) with the connection's identity, and passes
+the same checks as over HTTP (shape, parsing, depth/complexity, rate limit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from herald_gateway.context import RequestContext, authenticate
+from herald_gateway.engine import get_engine
+from herald_gateway.errors import GraphQLFailure
+from herald_gateway.gateway import Gateway
+from herald_gateway.transport.operation import RequestRefused, execute, prepare
+
+log = logging.getLogger(__name__)
+
+TRANSPORT_WS = "graphql-transport-ws"
+LEGACY_WS = "graphql-ws"
+
+
+def _token_of(payload: Any) -> str | None:
+    if not isinstance(payload, dict):
+        return None
+    for key in ("authorization", "Authorization", "token", "accessToken", "authToken"):
+        value = payload.get(key)
+        if isinstance(value, str) and value.strip():
+            return value
+    headers = payload.get("headers")
+    if isinstance(headers, dict):
+        return _token_of(headers)
+    return None
+
+
+class _Session:
+    """One WebSocket connection and its running operations."""
+
+    def __init__(self, ws: WebSocket, gateway: Gateway, protocol: str) -> None:
+        self.ws = ws
+        self.gateway = gateway
+        self.protocol = protocol
+        self.legacy = protocol == LEGACY_WS
+        self.base: RequestContext | None = None
+        self.ops: dict[str, asyncio.Task[None]] = {}
+        self._send_lock = asyncio.Lock()
+        self._closed = False
+
+    # --- plumbing --------------------------------------------------------------------
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if self._closed:
+            return
+        async with self._send_lock:
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+                await self.ws.send_text(json.dumps(message))
+
+    async def close(self, code: int, reason: str) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self.ws.application_state != WebSocketState.DISCONNECTED:
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+                await self.ws.close(code=code, reason=reason)
+
+    def _caller(self) -> str:
+        assert self.base is not None
+        if self.base.principal:
+            return f"user:{self.base.principal.user_id}"
+        client = self.ws.client.host if self.ws.client else "unknown"
+        return f"ip:{client}"
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            try:
+                first = await asyncio.wait_for(
+                    self.ws.receive_text(), self.gateway.settings.websocket_ack_timeout_seconds
+                )
+            except TimeoutError:
+                await self.close(4408, "Connection initialisation timeout")
+                return
+            await self.handle(first)
+            while not self._closed:
+                await self.handle(await self.ws.receive_text())
+        except WebSocketDisconnect:
+            pass
+        finally:
+            self._closed = True
+            for task in list(self.ops.values()):
+                task.cancel()
+            if self.ops:
+                await asyncio.gather(*self.ops.values(), return_exceptions=True)
+
+    async def handle(self, text: str) -> None:
+        try:
+            message = json.loads(text)
+            if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+                raise ValueError("not a message object")
+        except ValueError:
+            await self.close(4400, "Invalid message received")
+            return
+        kind = message["type"]
+        if kind == "connection_init":
+            await self.on_init(message.get("payload"))
+        elif kind == "ping" and not self.legacy:
+            pong: dict[str, Any] = {"type": "pong"}
+            if message.get("payload") is not None:
+                pong["payload"] = message["payload"]
+            await self.send(pong)
+        elif kind == "pong" and not self.legacy:
+            return
+        elif kind in ("subscribe", "start"):
+            await self.on_subscribe(message)
+        elif kind in ("complete", "stop"):
+            task = self.ops.pop(str(message.get("id")), None)
+            if task is not None:
+                task.cancel()
+        elif kind == "connection_terminate" and self.legacy:
+            await self.close(1000, "terminated")
+        else:
+            await self.close(4400, f"Unknown message type {kind!r}")
+
+    async def on_init(self, payload: Any) -> None:
+        if self.base is not None:
+            await self.close(4429, "Too many initialisation requests")
+            return
+        token = _token_of(payload) or self.ws.headers.get("authorization")
+        ctx = await authenticate(self.gateway, token)
+        if ctx.auth_error is not None and ctx.auth_error.code == "UNAUTHENTICATED":
+            if self.legacy:
+                await self.send({"type": "connection_error", "payload": ctx.auth_error.to_error()})
+            await self.close(4403, "Forbidden")
+            return
+        # Other failures (e.g. the signing keys cannot be fetched) surface per operation.
+        ctx.forwarded_for = self.ws.client.host if self.ws.client else None
+        self.base = ctx
+        await self.send({"type": "connection_ack"})
+        if self.legacy:
+            await self.send({"type": "ka"})
+
+    async def on_subscribe(self, message: dict[str, Any]) -> None:
+        if self.base is None:
+            await self.close(4401, "Unauthorized")
+            return
+        op_id = message.get("id")
+        if not isinstance(op_id, str) or not op_id:
+            await self.close(4400, "Invalid message received: missing id")
+            return
+        if op_id in self.ops:
+            await self.close(4409, f"Subscriber for {op_id} already exists")
+            return
+        self.ops[op_id] = asyncio.create_task(self.run_operation(op_id, message.get("payload")))
+
+    # --- operations ------------------------------------------------------------------
+
+    async def send_errors(self, op_id: str, errors: list[dict[str, Any]]) -> None:
+        if self.legacy:
+            # The legacy protocol carries one error object.
+            await self.send({"type": "error", "id": op_id, "payload": errors[0]})
+        else:
+            await self.send({"type": "error", "id": op_id, "payload": errors})
+
+    async def send_result(self, op_id: str, result: dict[str, Any]) -> None:
+        await self.send({"type": "data" if self.legacy else "next", "id": op_id, "payload": result})
+
+    async def run_operation(self, op_id: str, payload: Any) -> None:
+        assert self.base is not None
+        ctx = RequestContext(
+            gateway=self.gateway,
+            principal=self.base.principal,
+            token=self.base.token,
+            auth_error=self.base.auth_error,
+            forwarded_for=self.base.forwarded_for,
+        )
+        completed_by_client = False
+        errored = False
+        try:
+            try:
+                op = await prepare(
+                    ctx,
+                    payload,
+                    caller=self._caller(),
+                    allowed=("query", "mutation", "subscription"),
+                )
+            except RequestRefused as exc:
+                errored = True
+                await self.send_errors(op_id, exc.errors)
+                return
+            if op.kind != "subscription":
+                await self.send_result(op_id, await execute(ctx, op))
+            else:
+                try:
+                    ctx.user()
+                except GraphQLFailure as exc:
+                    errored = True
+                    await self.send_errors(op_id, [exc.to_error()])
+                    return
+                engine = await get_engine()
+                async for result in engine.subscribe(
+                    op.query, operation_name=op.operation_name, context=ctx, variables=op.variables
+                ):
+                    await self.send_result(op_id, result)
+        except asyncio.CancelledError:
+            completed_by_client = True
+            raise
+        except Exception:
+            log.exception("websocket operation failed", extra={"operation_id": op_id})
+            errored = True
+            await self.send_errors(
+                op_id,
+                [
+                    {
+                        "message": "internal error; it was logged",
+                        "extensions": {"code": "UNAVAILABLE"},
+                    }
+                ],
+            )
+            return
+        finally:
+            if self.ops.get(op_id) is asyncio.current_task():
+                self.ops.pop(op_id, None)
+            if not (completed_by_client or errored or self._closed):
+                await self.send({"type": "complete", "id": op_id})
+
+
+async def graphql_websocket(ws: WebSocket, gateway: Gateway) -> None:
+    """Accept with the protocol the client asked for and serve the connection."""
+    offered = [p.strip() for p in ws.scope.get("subprotocols", [])]
+    if TRANSPORT_WS in offered:
+        protocol = TRANSPORT_WS
+    elif LEGACY_WS in offered:
+        protocol = LEGACY_WS
+    else:
+        await ws.accept()
+        await ws.close(code=4406, reason="Subprotocol not acceptable: use graphql-transport-ws")
+        return
+    await ws.accept(subprotocol=protocol)
+    await _Session(ws, gateway, protocol).run()
