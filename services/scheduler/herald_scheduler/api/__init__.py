@@ -1,0 +1,1 @@
+"""HTTP routes of the scheduler (internal API, see ARCHITECTURE.md)."""
