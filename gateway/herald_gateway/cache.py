@@ -27,21 +27,22 @@ ME, RECOMMENDATIONS, UNREAD = "me", "recommendations", "unread"
 ENTITIES = (ME, RECOMMENDATIONS, UNREAD)
 
 
-def _gen_key(entity: str, user_id: str) -> str:
-    return f"herald:gw:gen:{entity}:{user_id}"
-
-
-def _value_key(entity: str, user_id: str, gen: str, variant: str) -> str:
-    return f"herald:gw:{entity}:{user_id}:{gen}:{variant}"
-
-
 class ResponseCache:
     """get-or-load per user, plus invalidation."""
 
-    def __init__(self, redis: Any, ttl_seconds: int = 60, enabled: bool = True) -> None:
+    def __init__(
+        self, redis: Any, ttl_seconds: int = 60, enabled: bool = True, prefix: str = "herald:gw"
+    ) -> None:
         self.redis = redis
+        self.prefix = prefix
         self.ttl = ttl_seconds
         self.enabled = enabled and redis is not None
+
+    def _gen_key(self, entity: str, user_id: str) -> str:
+        return f"{self.prefix}:gen:{entity}:{user_id}"
+
+    def _value_key(self, entity: str, user_id: str, gen: str, variant: str) -> str:
+        return f"{self.prefix}:{entity}:{user_id}:{gen}:{variant}"
 
     async def get_or_load(
         self,
@@ -55,8 +56,8 @@ class ResponseCache:
             return await load()
         gen = "0"
         try:
-            gen = await self.redis.get(_gen_key(entity, user_id)) or "0"
-            raw = await self.redis.get(_value_key(entity, user_id, gen, variant))
+            gen = await self.redis.get(self._gen_key(entity, user_id)) or "0"
+            raw = await self.redis.get(self._value_key(entity, user_id, gen, variant))
         except Exception:
             log.warning("cache read failed", exc_info=True)
             CACHE.labels(entity, "error").inc()
@@ -68,7 +69,7 @@ class ResponseCache:
         value = await load()
         try:
             await self.redis.set(
-                _value_key(entity, user_id, gen, variant), json.dumps(value), ex=self.ttl
+                self._value_key(entity, user_id, gen, variant), json.dumps(value), ex=self.ttl
             )
         except Exception:
             log.warning("cache write failed", exc_info=True)
@@ -80,7 +81,7 @@ class ResponseCache:
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for entity in entities:
-                    key = _gen_key(entity, user_id)
+                    key = self._gen_key(entity, user_id)
                     pipe.incr(key)
                     # The generation only has to outlive the values it guards.
                     pipe.expire(key, self.ttl * 10)

@@ -37,6 +37,8 @@ class GatewaySettings(HeraldSettings):
     cache_ttl_seconds: int = Field(default=60, ge=1)
     cache_enabled: bool = True
     cache_queue: str = "gateway.cache"
+    # Namespace of the gateway's Redis keys (cache, rate limits); tests use their own.
+    redis_prefix: str = "herald:gw"
 
     graphiql: bool = True
     websocket_ack_timeout_seconds: float = Field(default=10.0, gt=0)

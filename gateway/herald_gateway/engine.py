@@ -29,6 +29,17 @@ _engine: Engine | None = None
 _lock: asyncio.Lock | None = None
 
 
+async def dict_resolver(parent: Any, args: dict[str, Any], ctx: Any, info: Any) -> Any:
+    """Default field resolver: the resolvers return dicts, so read keys first.
+
+    Tartiflette's own default tries attributes first, which finds ``dict.items`` for a
+    field named ``items``.
+    """
+    if isinstance(parent, dict):
+        return parent.get(info.field_name)
+    return getattr(parent, info.field_name, None)
+
+
 def schema_sdl() -> str:
     """The public schema as one SDL text (served at ``/graphql/schema.graphql``)."""
     return "\n".join(p.read_text() for p in sorted(SCHEMA_DIR.glob("*.graphql")))
@@ -47,6 +58,7 @@ async def get_engine() -> Engine:
                 sdl=str(SCHEMA_DIR),
                 schema_name=SCHEMA_NAME,
                 error_coercer=error_coercer,
+                custom_default_resolver=dict_resolver,
                 modules=_MODULES,
             )
             await engine.cook()

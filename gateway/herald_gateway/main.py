@@ -38,7 +38,12 @@ def create_app(
         await runtime.start(app)
         assert runtime.verifier is not None
         await get_engine()
-        cache = ResponseCache(runtime.redis, settings.cache_ttl_seconds, settings.cache_enabled)
+        cache = ResponseCache(
+            runtime.redis,
+            settings.cache_ttl_seconds,
+            settings.cache_enabled,
+            prefix=settings.redis_prefix,
+        )
         gateway = Gateway(
             settings=settings,
             services=Services.from_settings(settings, transports),
@@ -46,7 +51,9 @@ def create_app(
             redis=runtime.redis,
             broker=runtime.broker,
             cache=cache,
-            limiter=RateLimiter(runtime.redis, settings.rate_limit_per_minute),
+            limiter=RateLimiter(
+                runtime.redis, settings.rate_limit_per_minute, prefix=settings.redis_prefix
+            ),
         )
         app.state.gateway = gateway
         assert runtime.broker is not None

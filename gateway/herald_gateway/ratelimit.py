@@ -22,8 +22,11 @@ WINDOW_SECONDS = 60
 
 
 class RateLimiter:
-    def __init__(self, redis: Any, per_minute: int, clock: Any = time.time) -> None:
+    def __init__(
+        self, redis: Any, per_minute: int, clock: Any = time.time, prefix: str = "herald:gw"
+    ) -> None:
         self.redis = redis
+        self.prefix = prefix
         self.per_minute = per_minute
         self.clock = clock
 
@@ -33,7 +36,7 @@ class RateLimiter:
             return
         now = self.clock()
         window = int(now // WINDOW_SECONDS)
-        key = f"herald:gw:rate:{caller}:{window}"
+        key = f"{self.prefix}:rate:{caller}:{window}"
         try:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.incr(key)

@@ -1,0 +1,135 @@
+"""Fixtures: a real gateway process-in-test (uvicorn on a free port) in front of stand-ins.
+
+Redis and RabbitMQ are the real servers (``make_settings``); the four services are the
+ASGI stand-ins from :mod:`standins`, reached through the gateway's own pooled clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from herald_common.auth import TokenIssuer, TokenVerifier, generate_private_key_pem
+from herald_gateway.config import GatewaySettings
+from herald_gateway.main import create_app
+
+from . import standins
+
+ISSUER = TokenIssuer(generate_private_key_pem(), issuer="herald-users", audience="herald")
+
+
+def token(user_id: str = "u1", roles: tuple[str, ...] = ()) -> str:
+    value, _ = ISSUER.issue(user_id, roles=roles, ttl=timedelta(minutes=10))
+    return value
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RunningGateway:
+    url: str
+    settings: GatewaySettings
+    app: Any
+    recorders: dict[str, standins.Recorder] = field(default_factory=dict)
+    client: httpx.AsyncClient | None = None
+
+    async def gql(
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        *,
+        user: str | None = "u1",
+        roles: tuple[str, ...] = (),
+        bearer: str | None = None,
+    ) -> httpx.Response:
+        headers = {}
+        if bearer is not None:
+            headers["authorization"] = bearer
+        elif user is not None:
+            headers["authorization"] = f"Bearer {token(user, roles)}"
+        body: dict[str, Any] = {"query": query}
+        if variables is not None:
+            body["variables"] = variables
+        assert self.client is not None
+        return await self.client.post("/graphql", json=body, headers=headers)
+
+    @property
+    def gateway(self) -> Any:
+        return self.app.state.gateway
+
+
+@pytest.fixture
+async def gateway_factory(make_settings, unique) -> AsyncIterator[Any]:
+    """``await gateway_factory(down={"recommendations"}, **settings)`` → RunningGateway."""
+    servers: list[tuple[uvicorn.Server, asyncio.Task[None], RunningGateway]] = []
+
+    async def start(down: set[str] = frozenset(), **overrides: Any) -> RunningGateway:
+        port = free_port()
+        settings = make_settings(
+            GatewaySettings,
+            component="gateway",
+            jwt_public_key_pem=ISSUER.public_pem,
+            cache_queue=f"gateway.cache.t{unique}",
+            redis_prefix=f"herald:gw:t{unique}",
+            port=port,
+            **overrides,
+        )
+        verifier = TokenVerifier(
+            issuer="herald-users", audience="herald", public_pem=ISSUER.public_pem
+        )
+        recorders: dict[str, standins.Recorder] = {}
+        app = create_app(settings, transports=standins.transports(verifier, recorders, set(down)))
+        server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        )
+        task = asyncio.create_task(server.serve())
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("gateway did not start")
+            await asyncio.sleep(0.02)
+        running = RunningGateway(
+            url=f"http://127.0.0.1:{port}", settings=settings, app=app, recorders=recorders
+        )
+        running.client = httpx.AsyncClient(base_url=running.url, timeout=10)
+        servers.append((server, task, running))
+        return running
+
+    yield start
+
+    for server, task, running in servers:
+        if running.client is not None:
+            await running.client.aclose()
+        server.should_exit = True
+        await task
+    await _delete_queues(servers)
+
+
+async def _delete_queues(servers: list[Any]) -> None:
+    """Remove the per-test cache queue and its retry/DLQ companions."""
+    import aio_pika
+
+    for _, _, running in servers:
+        s = running.settings
+        connection = await aio_pika.connect(s.amqp_url.get_secret_value())
+        async with connection:
+            channel = await connection.channel()
+            names = [s.cache_queue, f"{s.cache_queue}.dlq"] + [
+                f"{s.cache_queue}.retry.{i}" for i in range(len(s.retry_delays_ms))
+            ]
+            for name in names:
+                try:
+                    await channel.queue_delete(name)
+                except Exception:  # noqa: BLE001 - best effort cleanup
+                    channel = await connection.channel()
