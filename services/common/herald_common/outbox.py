@@ -87,6 +87,7 @@ class OutboxRelay:
         self.batch_size = batch_size
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def ensure_indexes(self) -> None:
         for cls in self.documents:
@@ -144,27 +145,36 @@ class OutboxRelay:
         return published
 
     async def run(self) -> None:
-        """Relay forever: on every wake-up and at least every ``poll_interval``."""
-        while True:
+        """Relay until stopped: on every wake-up and at least every ``poll_interval``."""
+        while not self._stopping:
             try:
                 await self.relay_once()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("outbox relay pass failed; retrying")
+            if self._stopping:
+                break
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+            # cancellation that coincides with the wake-up, and stop() then hangs.
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
+                async with asyncio.timeout(self.poll_interval):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
             self._wake.clear()
 
     def start(self) -> asyncio.Task[None]:
         self.ensure_indexes()
+        self._stopping = False
         self._task = asyncio.create_task(self.run(), name="outbox-relay")
         return self._task
 
     async def stop(self) -> None:
         if self._task is not None:
+            # The flag ends the loop even if a cancellation gets lost in a library.
+            self._stopping = True
+            self._wake.set()
             self._task.cancel()
             try:
                 await self._task
