@@ -37,10 +37,14 @@ def client_address(request: Request, trust_forwarded: bool) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def forwarded_chain(request: Request) -> str | None:
-    """``X-Forwarded-For`` for the services: what came in, plus this hop's peer."""
+def forwarded_chain(request: Request, trust_forwarded: bool) -> str | None:
+    """``X-Forwarded-For`` for the services, whose first entry is the client.
+
+    Only a trusted proxy's header is passed on; otherwise a client could pick the
+    address the services rate-limit logins by.
+    """
     peer = request.client.host if request.client else None
-    incoming = request.headers.get("x-forwarded-for")
+    incoming = request.headers.get("x-forwarded-for") if trust_forwarded else None
     parts = [p for p in (incoming, peer) if p]
     return ", ".join(parts) or None
 
@@ -84,7 +88,7 @@ def _body_of(raw: bytes, content_type: str) -> Any:
 
 async def _run(gateway: Gateway, request: Request, body: Any, allowed: tuple[str, ...]) -> Response:
     ctx = await authenticate(gateway, request.headers.get("authorization"))
-    ctx.forwarded_for = forwarded_chain(request)
+    ctx.forwarded_for = forwarded_chain(request, gateway.settings.trust_forwarded_for)
     caller = (
         f"user:{ctx.principal.user_id}"
         if ctx.principal
