@@ -319,7 +319,8 @@ class UsersDomain:
 
         await self._change(caller.user_id, compute, unset_fields=("password_hash",))
         await self._deny(caller.jti, caller.expires_at)
-        await self._revoke({"user_id": caller.user_id}, "account deleted")
+        families = await run_db(store.families_of, caller.user_id)
+        await self._revoke(families, caller.user_id, "account deleted")
         log.info("user deleted", extra={"user_id": caller.user_id})
 
     # --- sessions ------------------------------------------------------------------------
@@ -346,6 +347,10 @@ class UsersDomain:
             expires_at=datetime.fromtimestamp(refresh_claims["exp"], UTC),
         )
         await run_db(store.insert_refresh, record)
+        # A revocation that raced with this rotation must cover the new pair too.
+        if await run_db(store.session_revoked, family):
+            await self._deny(record.access_jti, record.access_expires_at)
+            raise Unauthenticated("the session was revoked")
         return Session(
             access_token=access,
             refresh_token=refresh,
@@ -374,22 +379,19 @@ class UsersDomain:
     async def refresh(self, refresh_token: str) -> Session:
         """Rotate: use ``refresh_token`` once, issue a new pair of the same session."""
         claims = await self.verifier.decode(refresh_token, "refresh")
-        jti = str(claims["jti"])
-        if not await run_db(store.claim_refresh, jti, self.now()):
-            record = await run_db(store.get_refresh, jti)
-            if record is None:
-                raise Unauthenticated("unknown refresh token")
-            if record.used:
-                # Someone holds a copy of a token already rotated: end the session for
-                # both the thief and the user (who will have to log in again).
-                await self._revoke({"family": record.family}, "refresh token reused")
-                log.warning("refresh token reuse", extra={"user_id": record.user_id})
-                raise Unauthenticated("refresh token already used; the session is revoked")
-            if record.revoked:
-                raise Unauthenticated("refresh token revoked")
+        outcome, record = await run_db(store.claim_refresh, str(claims["jti"]), self.now())
+        if outcome == "unknown" or record is None:
+            raise Unauthenticated("unknown refresh token")
+        if outcome == "used":
+            # Someone holds a copy of a token already rotated: end the session for
+            # both the thief and the user (who will have to log in again).
+            await self._revoke([record.family], record.user_id, "refresh token reused")
+            log.warning("refresh token reuse", extra={"user_id": record.user_id})
+            raise Unauthenticated("refresh token already used; the session is revoked")
+        if outcome == "revoked":
+            raise Unauthenticated("refresh token revoked")
+        if outcome == "expired":
             raise Unauthenticated("refresh token expired")
-        record = await run_db(store.get_refresh, jti)
-        assert record is not None  # just claimed
         user = await run_db(store.get_live, record.user_id)
         if user is None or user.id != claims["sub"]:
             raise Unauthenticated("the account no longer exists")
@@ -409,15 +411,13 @@ class UsersDomain:
                     raise Forbidden(
                         "the refresh token belongs to someone else", field="refresh_token"
                     )
-                record = await run_db(store.get_refresh, str(refresh_claims["jti"]))
-                if record is not None:
-                    families.add(record.family)
+                if refresh_claims.get("sid"):
+                    families.add(str(refresh_claims["sid"]))
         claims = await self.verifier.decode(caller.token, "access")
         if claims.get("sid"):
             families.add(str(claims["sid"]))
         await self._deny(caller.jti, caller.expires_at)
-        for family in families:
-            await self._revoke({"family": family, "user_id": caller.user_id}, "logout")
+        await self._revoke(sorted(families), caller.user_id, "logout")
 
     async def _deny(self, jti: str | None, expires_at: datetime | int | None) -> None:
         """Deny-list an access token for the rest of its lifetime (plus the verifiers'
@@ -429,9 +429,20 @@ class UsersDomain:
         if remaining > 0:
             await self.redis.set(revoked_key(jti), "1", ex=remaining)
 
-    async def _revoke(self, query: dict[str, Any], reason: str) -> None:
-        """Revoke refresh tokens matching ``query`` and deny-list their access tokens."""
-        for record in await run_db(store.revoke_refresh, query, reason):
+    async def _revoke(self, families: list[str], user_id: str, reason: str) -> None:
+        """Revoke sessions and deny-list their live access tokens."""
+        if not families:
+            return
+        now = self.now()
+        records = await run_db(
+            store.revoke_sessions,
+            families,
+            user_id=user_id,
+            reason=reason,
+            now=now,
+            until=now + self.refresh_ttl,
+        )
+        for record in records:
             await self._deny(record.access_jti, record.access_expires_at)
 
     async def sweep(self) -> int:

@@ -10,14 +10,14 @@ published it and the id is never reused. Its email becomes ``deleted:<id>``: the
 email index keeps holding (FerretDB has no partial indexes) and the address can be used
 to register again.
 
-``refresh_tokens``: one record per issued refresh token (rotation and reuse detection).
+``refresh_tokens``, ``refresh_token_uses``, ``revoked_sessions``: sessions, refresh-token
+rotation and reuse detection, insert-only.
 """
 
 from __future__ import annotations
 
 from herald_common.outbox import OutboxDocument
 from mongoengine import (
-    BooleanField,
     DateTimeField,
     DictField,
     Document,
@@ -53,23 +53,20 @@ class User(OutboxDocument):
 
 
 class RefreshToken(Document):
-    """An issued refresh token.
+    """An issued refresh token (never updated: its state lives in the two
+    insert-only collections below, whose unique ids make "use once" and "revoke"
+    atomic even on servers without atomic conditional updates, such as FerretDB).
 
     ``family`` is the login session: every rotation issues a new token of the same
-    family. A token presented again after it was used means it was copied, so the
-    whole family is revoked. ``access_jti``/``access_expires_at`` name the access token
-    issued with it, so revoking a family also deny-lists its live access token.
+    family. ``access_jti``/``access_expires_at`` name the access token issued with it,
+    so revoking a session also deny-lists its live access tokens.
     """
 
     jti = StringField(primary_key=True)
     user_id = StringField(required=True)
     family = StringField(required=True)
-    used = BooleanField(default=False)
-    used_at = DateTimeField(null=True)
-    revoked = BooleanField(default=False)
-    revoked_reason = StringField(null=True)
-    access_jti = StringField(null=True)
-    access_expires_at = DateTimeField(null=True)
+    access_jti = StringField(required=True)
+    access_expires_at = DateTimeField(required=True)
     issued_at = DateTimeField(required=True)
     expires_at = DateTimeField(required=True)
 
@@ -80,7 +77,37 @@ class RefreshToken(Document):
     }
 
 
+class RefreshTokenUse(Document):
+    """A refresh token that was exchanged: the first insert wins, a second use is reuse."""
+
+    jti = StringField(primary_key=True)
+    used_at = DateTimeField(required=True)
+    expires_at = DateTimeField(required=True)  # of the token: when this can be swept
+
+    meta = {
+        "collection": "refresh_token_uses",
+        "indexes": ["expires_at"],
+        "auto_create_index": False,
+    }
+
+
+class RevokedSession(Document):
+    """A revoked session (refresh-token family): logout, reuse detected, deletion."""
+
+    family = StringField(primary_key=True)
+    user_id = StringField(required=True)
+    reason = StringField(required=True)
+    revoked_at = DateTimeField(required=True)
+    expires_at = DateTimeField(required=True)  # no token of the family outlives this
+
+    meta = {
+        "collection": "revoked_sessions",
+        "indexes": ["expires_at"],
+        "auto_create_index": False,
+    }
+
+
 def ensure_indexes() -> None:
     """Create the indexes (idempotent); called at startup and by the CLI."""
-    User.ensure_indexes()
-    RefreshToken.ensure_indexes()
+    for document in (User, RefreshToken, RefreshTokenUse, RevokedSession):
+        document.ensure_indexes()

@@ -5,19 +5,27 @@ update: it matches the revision the change was computed from, increments it, and
 the event carrying the new revision (:func:`herald_common.outbox.outbox_update`). A
 concurrent change makes the condition fail and the caller recomputes; so revision order
 and event order are the order of the stored states.
+
+FerretDB 1.x (local runs and tests) updates without isolation, so user updates also
+hold :func:`herald_common.outbox.document_lock` (shared with the outbox relay), and the
+refresh-token state is insert-only: unique ids decide races there.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 from herald_common.errors import Conflict
 from herald_common.events import Envelope
-from herald_common.outbox import outbox_update
+from herald_common.outbox import document_lock, outbox_update
 from mongoengine.errors import NotUniqueError
 
-from herald_users.models import RefreshToken, User
+from herald_users.models import RefreshToken, RefreshTokenUse, RevokedSession, User
+
+
+def _lock(user_id: str) -> Any:
+    return document_lock(User._get_collection_name(), user_id)
 
 
 def find_by_email(email: str) -> User | None:
@@ -84,40 +92,66 @@ def set_credentials(
     if roles is not None:
         update["set__roles"] = roles
     if update:
-        User.objects(id=user_id, deleted_at=None).update_one(**update)
+        with _lock(user_id):
+            User.objects(id=user_id, deleted_at=None).update_one(**update)
 
 
 # --- refresh tokens -----------------------------------------------------------------------
+
+Claim = Literal["ok", "unknown", "used", "revoked", "expired"]
 
 
 def insert_refresh(record: RefreshToken) -> None:
     record.save(force_insert=True)
 
 
-def claim_refresh(jti: str, now: datetime) -> bool:
-    """Mark an unused, unrevoked, unexpired refresh token used; True if this call did."""
-    return bool(
-        RefreshToken.objects(jti=jti, used=False, revoked=False, expires_at__gt=now).update_one(
-            set__used=True, set__used_at=now
-        )
-    )
+def session_revoked(family: str) -> bool:
+    return RevokedSession.objects(family=family).first() is not None
 
 
-def get_refresh(jti: str) -> RefreshToken | None:
-    return RefreshToken.objects(jti=jti).first()
+def claim_refresh(jti: str, now: datetime) -> tuple[Claim, RefreshToken | None]:
+    """Use a refresh token once. The unique insert decides between concurrent uses."""
+    record = RefreshToken.objects(jti=jti).first()
+    if record is None:
+        return "unknown", None
+    if session_revoked(record.family):
+        return "revoked", record
+    if _aware(record.expires_at) <= now:
+        return "expired", record
+    try:
+        RefreshTokenUse(jti=jti, used_at=now, expires_at=record.expires_at).save(force_insert=True)
+    except NotUniqueError:
+        return "used", record
+    return "ok", record
 
 
-def revoke_refresh(query: dict[str, Any], reason: str) -> list[RefreshToken]:
-    """Revoke matching refresh tokens; returns them (for their access tokens)."""
-    records = list(RefreshToken.objects(**query))
-    if records:
-        # Keep the first reason of an already revoked token.
-        RefreshToken.objects(**query, revoked=False).update(
-            set__revoked=True, set__revoked_reason=reason
-        )
-    return records
+def revoke_sessions(
+    families: list[str], *, user_id: str, reason: str, now: datetime, until: datetime
+) -> list[RefreshToken]:
+    """Revoke sessions (idempotent: the first reason stays); returns their tokens so
+    their access tokens can be deny-listed."""
+    for family in dict.fromkeys(families):
+        try:
+            RevokedSession(
+                family=family, user_id=user_id, reason=reason, revoked_at=now, expires_at=until
+            ).save(force_insert=True)
+        except NotUniqueError:
+            pass
+    return list(RefreshToken.objects(family__in=families)) if families else []
+
+
+def families_of(user_id: str) -> list[str]:
+    return sorted(RefreshToken.objects(user_id=user_id).distinct("family"))
 
 
 def sweep_refresh(now: datetime) -> int:
-    """Delete refresh-token records past their expiry (FerretDB has no TTL indexes)."""
-    return int(RefreshToken.objects(expires_at__lt=now).delete())
+    """Delete records past their expiry (FerretDB has no TTL indexes); returns how many
+    refresh tokens went."""
+    removed = int(RefreshToken.objects(expires_at__lt=now).delete())
+    RefreshTokenUse.objects(expires_at__lt=now).delete()
+    RevokedSession.objects(expires_at__lt=now).delete()
+    return removed
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -75,6 +75,11 @@ class Users:
     settings: UsersSettings
     clock: Clock
 
+    # Test modules cannot import this conftest (importlib import mode): constants ride here.
+    password = STRONG
+    admin_email = ADMIN_EMAIL
+    admin_password = ADMIN_PASSWORD
+
     async def register(
         self,
         email: str,
@@ -125,7 +130,14 @@ async def start_users(users_settings) -> AsyncIterator[Callable[..., Any]]:
     yield start
     for manager, client in reversed(running):
         await client.aclose()
-        await manager.__aexit__(None, None, None)
+        task = asyncio.ensure_future(manager.__aexit__(None, None, None))
+        done, _ = await asyncio.wait({task}, timeout=8)
+        if not done:
+            import sys
+
+            for tk in asyncio.all_tasks():
+                tk.print_stack(limit=12, file=sys.stdout)
+        await task
 
 
 @pytest.fixture
