@@ -1,0 +1,182 @@
+"""All of Herald as real processes for the end-to-end tests.
+
+The session fixture runs ``dev/run.sh up`` (the same script as ``make up``) with its
+own free ports, its own RabbitMQ virtual host, Redis database and MongoDB database
+prefix, and a private pid/log folder, so it never collides with a ``make up`` running
+on the default ports. Teardown stops the processes and drops what the run created.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse, urlunparse
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+RUN = REPO / "dev" / "run.sh"
+INFRA = REPO / "dev" / "infra.sh"
+ADMIN = ("admin@herald.local", "herald-admin-local")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _rabbitmqctl(*args: str) -> bool:
+    result = subprocess.run(
+        ["bash", str(INFRA), "rabbitmqctl", *args], capture_output=True, text=True, timeout=60
+    )
+    return result.returncode == 0
+
+
+@dataclass
+class Herald:
+    """The running system as seen from outside: the gateway URL and the run folder."""
+
+    url: str
+    run_dir: Path
+    env: dict[str, str]
+
+    @property
+    def graphql(self) -> str:
+        return f"{self.url}/graphql"
+
+    @property
+    def ws_url(self) -> str:
+        return self.graphql.replace("http://", "ws://")
+
+    def pid(self, component: str) -> int:
+        return int((self.run_dir / f"{component}.pid").read_text().strip())
+
+    def up(self) -> None:
+        """Start whatever is not running (idempotent, like ``make up``)."""
+        result = subprocess.run(
+            ["bash", str(RUN), "up"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if result.returncode != 0:
+            logs = subprocess.run(
+                ["bash", str(RUN), "logs"], env=self.env, capture_output=True, text=True
+            ).stdout
+            pytest.fail(f"dev/run.sh up failed:\n{result.stdout}\n{result.stderr}\n{logs}")
+
+
+@pytest.fixture(scope="session")
+def herald(infra: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Herald]:
+    run_id = uuid.uuid4().hex[:8]
+    run_dir = tmp_path_factory.mktemp(f"herald-e2e-{run_id}")
+    vhost = f"herald-e2e-{run_id}"
+    amqp = urlparse(infra["HERALD_AMQP_URL"])
+    own_vhost = _rabbitmqctl("add_vhost", vhost) and _rabbitmqctl(
+        "set_permissions", "-p", vhost, amqp.username or "guest", ".*", ".*", ".*"
+    )
+    env = {
+        **os.environ,
+        **infra,
+        "HERALD_RUN_DIR": str(run_dir),
+        "HERALD_RUN_SKIP_INFRA": "1",
+        "HERALD_RUN_DB_PREFIX": f"e2e_{run_id}",
+        "HERALD_SEED_USERS": "30",
+        "HERALD_SEED_PRODUCTS": "120",
+        "HERALD_SEED_EVENTS": "1500",
+        "HERALD_GATEWAY_HOST": "127.0.0.1",
+        "HERALD_GATEWAY_REDIS_PREFIX": f"herald:gw:e2e{run_id}",
+        "HERALD_ENVIRONMENT": "local",
+    }
+    for name in ("USERS", "NOTIFICATIONS", "RECOMMENDATIONS", "SCHEDULER", "GATEWAY"):
+        env[f"HERALD_{name}_PORT"] = str(free_port())
+    if own_vhost:
+        env["HERALD_AMQP_URL"] = urlunparse(amqp._replace(path=f"/{vhost}"))
+    else:
+        # No rabbitmqctl (external broker): separate exchanges at least.
+        env["HERALD_EVENTS_EXCHANGE"] = f"herald.events.e2e{run_id}"
+        env["HERALD_DEAD_LETTER_EXCHANGE"] = f"herald.dlx.e2e{run_id}"
+    system = Herald(url=f"http://127.0.0.1:{env['HERALD_GATEWAY_PORT']}", run_dir=run_dir, env=env)
+    try:
+        system.up()
+        yield system
+    finally:
+        subprocess.run(["bash", str(RUN), "down"], env=env, capture_output=True, timeout=120)
+        if own_vhost:
+            _rabbitmqctl("delete_vhost", vhost)
+        try:
+            import pymongo
+
+            client: Any = pymongo.MongoClient(infra["HERALD_MONGODB_URI"])
+            for db in client.list_database_names():
+                if db.startswith(f"e2e_{run_id}_"):
+                    client.drop_database(db)
+            client.close()
+        except Exception as exc:  # noqa: BLE001 - cleanup is best effort
+            print(f"could not drop the e2e databases: {exc}")
+
+
+class GraphQL:
+    """A small GraphQL client over HTTP."""
+
+    def __init__(self, herald: Herald, client: httpx.AsyncClient) -> None:
+        self.herald = herald
+        self.client = client
+
+    async def raw(
+        self, query: str, variables: dict[str, Any] | None = None, token: str | None = None
+    ):
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        body: dict[str, Any] = {"query": query}
+        if variables is not None:
+            body["variables"] = variables
+        return await self.client.post(self.herald.graphql, json=body, headers=headers)
+
+    async def __call__(
+        self, query: str, variables: dict[str, Any] | None = None, token: str | None = None
+    ) -> dict[str, Any]:
+        """The ``data`` of a successful operation; fails the test on any error."""
+        response = await self.raw(query, variables, token)
+        body = response.json()
+        assert response.status_code == 200 and "errors" not in body, json.dumps(body)[:2000]
+        return body["data"]
+
+    async def register(self, name: str, prefs: dict[str, Any] | None = None) -> dict[str, Any]:
+        email = f"{name.lower()}-{uuid.uuid4().hex[:8]}@example.com"
+        data = await self(
+            """mutation Register($input: RegisterInput!) {
+                 register(input: $input) { accessToken refreshToken expiresIn user { id email } }
+               }""",
+            {
+                "input": {
+                    "name": name,
+                    "email": email,
+                    "password": "Correct-Horse-42",
+                    "preferences": prefs,
+                }
+            },
+        )
+        return {**data["register"], "email": email, "password": "Correct-Horse-42"}
+
+    async def login(self, email: str, password: str) -> str:
+        data = await self(
+            "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }",
+            {"e": email, "p": password},
+        )
+        return str(data["login"]["accessToken"])
+
+
+@pytest.fixture
+async def gql(herald: Herald) -> Any:
+    async with httpx.AsyncClient(timeout=30) as client:
+        yield GraphQL(herald, client)
