@@ -34,11 +34,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _rabbitmqctl(*args: str) -> bool:
-    result = subprocess.run(
-        ["bash", str(INFRA), "rabbitmqctl", *args], capture_output=True, text=True, timeout=60
+def _script(script: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 600):
+    """Run one of the repository's own dev scripts (fixed paths, no user input)."""
+    return subprocess.run(  # noqa: S603
+        ["/bin/bash", str(script), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
-    return result.returncode == 0
+
+
+def _rabbitmqctl(*args: str) -> bool:
+    return _script(INFRA, "rabbitmqctl", *args, timeout=60).returncode == 0
 
 
 @dataclass
@@ -62,17 +70,9 @@ class Herald:
 
     def up(self) -> None:
         """Start whatever is not running (idempotent, like ``make up``)."""
-        result = subprocess.run(
-            ["bash", str(RUN), "up"],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        result = _script(RUN, "up", env=self.env)
         if result.returncode != 0:
-            logs = subprocess.run(
-                ["bash", str(RUN), "logs"], env=self.env, capture_output=True, text=True
-            ).stdout
+            logs = _script(RUN, "logs", env=self.env).stdout
             pytest.fail(f"dev/run.sh up failed:\n{result.stdout}\n{result.stderr}\n{logs}")
 
 
@@ -111,7 +111,7 @@ def herald(infra: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> I
         system.up()
         yield system
     finally:
-        subprocess.run(["bash", str(RUN), "down"], env=env, capture_output=True, timeout=120)
+        _script(RUN, "down", env=env, timeout=120)
         if own_vhost:
             _rabbitmqctl("delete_vhost", vhost)
         try:
