@@ -1,0 +1,102 @@
+"""Incremental refresh: fresh purchases and bursts of views update a user within seconds.
+
+A user is refreshed when an ingested batch holds, for that user, a purchase or a view
+that makes ``burst_views`` (3) views within ``burst_window_seconds`` (10 min) — and
+the activity is fresh (``incremental_max_age_seconds``, 15 min, by the service clock),
+so bulk imports of historical activity do not set off a storm of recomputations.
+
+Refreshes are debounced per user: the first trigger schedules a recompute
+``incremental_debounce_seconds`` later, triggers arriving meanwhile join it. The
+recompute may stage a notification (see the rules in :mod:`.engine`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+
+from herald_common.db import run_db
+from herald_common.events import Activity
+
+from herald_recommendations import storage
+from herald_recommendations.engine import RecommendationEngine
+
+log = logging.getLogger(__name__)
+
+
+class IncrementalRefresher:
+    """Decides which users need a refresh and runs the debounced recomputes."""
+
+    def __init__(
+        self, engine: RecommendationEngine, on_staged: Callable[[], None] | None = None
+    ) -> None:
+        self.engine = engine
+        self.settings = engine.settings
+        self.on_staged = on_staged
+        self._pending: dict[str, asyncio.Task[None]] = {}
+        self.refreshed = 0
+
+    def triggered_users(self, activities: Sequence[Activity]) -> list[str]:
+        """Users among ``activities`` whose fresh activity calls for a refresh (sync: it
+        counts recent views in storage)."""
+        s = self.settings
+        now = self.engine.clock()
+        fresh_after = now - timedelta(seconds=s.incremental_max_age_seconds)
+        purchases: set[str] = set()
+        latest_view: dict[str, datetime] = {}
+        for activity in activities:
+            if activity.occurred_at < fresh_after:
+                continue
+            if activity.kind == "purchase":
+                purchases.add(activity.user_id)
+            elif activity.kind == "view":
+                previous = latest_view.get(activity.user_id)
+                if previous is None or activity.occurred_at > previous:
+                    latest_view[activity.user_id] = activity.occurred_at
+        users = set(purchases)
+        for user_id, at in latest_view.items():
+            if user_id in users:
+                continue
+            since = at - timedelta(seconds=s.burst_window_seconds)
+            stored = storage.load_interactions([user_id]).get(user_id, [])
+            recent = sum(1 for i in stored if i.kind == "view" and i.at >= since.timestamp())
+            if recent >= s.burst_views:
+                users.add(user_id)
+        return sorted(users)
+
+    def schedule(self, user_ids: Sequence[str]) -> None:
+        for user_id in user_ids:
+            if user_id not in self._pending:
+                self._pending[user_id] = asyncio.create_task(
+                    self._run(user_id), name=f"refresh:{user_id}"
+                )
+
+    async def _run(self, user_id: str) -> None:
+        try:
+            await asyncio.sleep(self.settings.incremental_debounce_seconds)
+        finally:
+            # From here on a new trigger schedules a new run (it may see newer data).
+            self._pending.pop(user_id, None)
+        try:
+            outcome = await run_db(
+                self.engine.refresh_user, user_id, trigger="incremental", notify="incremental"
+            )
+        except Exception:
+            log.exception("incremental refresh failed", extra={"user_id": user_id})
+            return
+        self.refreshed += 1
+        if outcome.notified and self.on_staged:
+            self.on_staged()
+        log.info(
+            "recommendations refreshed",
+            extra={"user_id": user_id, "items": outcome.items, "notified": outcome.notified},
+        )
+
+    async def stop(self) -> None:
+        tasks = list(self._pending.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._pending.clear()
