@@ -1,0 +1,42 @@
+"""Settings of the notifications service (env prefix ``HERALD_NOTIFICATIONS_``)."""
+
+from __future__ import annotations
+
+from herald_common.events import NotificationType
+from herald_common.settings import HeraldSettings, component_config
+from pydantic import Field
+
+
+class NotificationsSettings(HeraldSettings):
+    """Everything the notifications service can be told from the environment."""
+
+    model_config = component_config("NOTIFICATIONS")
+
+    service_name: str = "notifications"
+    mongodb_db: str = "herald_notifications"
+    host: str = "127.0.0.1"
+    port: int = 4002
+
+    # Queues (names start with "notifications" so the gateway routes DLQ admin by prefix).
+    users_queue: str = "notifications.users"
+    requests_queue: str = "notifications.requests"
+    batch_max: int = Field(default=100, ge=1, le=1000)
+    batch_wait_ms: int = Field(default=50, ge=0, le=10_000)
+
+    # Delivery policy.
+    quiet_hours_types: list[NotificationType] = Field(
+        default_factory=lambda: ["promotion", "recommendation"]
+    )
+    unknown_user_recheck_seconds: float = Field(default=10.0, gt=0)
+    unknown_user_grace_seconds: float = Field(default=3600.0, ge=0)
+
+    # Periodic work: releasing deferred requests, retention.
+    run_sweeps: bool = True
+    sweep_interval_seconds: float = Field(default=5.0, gt=0)
+    retention_days: int = Field(default=90, ge=1)
+    retention_sweep_interval_seconds: float = Field(default=3600.0, gt=0)
+    # TTL index on sent_at: only for a real MongoDB (FerretDB 1.x has no TTL indexes);
+    # the retention sweep runs either way.
+    use_ttl_index: bool = False
+
+    page_size_max: int = Field(default=100, ge=1, le=1000)

@@ -1,0 +1,69 @@
+"""App factory of the notifications service (internal port 4002)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from herald_common.admin import dead_letter_router
+from herald_common.app import create_app as create_base_app
+from herald_common.db import run_db
+from herald_common.runtime import ServiceRuntime
+
+from herald_notifications import __version__
+from herald_notifications.api import deliveries_router, notifications_router
+from herald_notifications.config import NotificationsSettings
+from herald_notifications.models import Notification, ensure_indexes
+from herald_notifications.service import Clock, NotificationService
+
+
+def create_app(
+    settings: NotificationsSettings | None = None, *, clock: Clock | None = None
+) -> FastAPI:
+    """The notifications app. ``clock`` replaces the wall clock (tests)."""
+    settings = settings or NotificationsSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = ServiceRuntime(settings, documents=[Notification])
+        await runtime.start(app)
+        service: NotificationService | None = None
+        try:
+            await run_db(
+                ensure_indexes,
+                use_ttl_index=settings.use_ttl_index,
+                retention_days=settings.retention_days,
+            )
+            service = NotificationService(
+                settings, redis=runtime.redis, clock=clock, on_written=runtime.outbox_written
+            )
+            app.state.notifications = service
+            assert runtime.broker is not None
+            await runtime.broker.consume(settings.users_queue, ["user.*"], service.on_user_event)
+            await runtime.broker.consume_batch(
+                settings.requests_queue,
+                ["notification.requested"],
+                service.on_requests,
+                max_batch=settings.batch_max,
+                max_wait_ms=settings.batch_wait_ms,
+            )
+            if settings.run_sweeps:
+                service.start_sweeps()
+            yield
+        finally:
+            if service is not None:
+                await service.stop_sweeps()
+            await runtime.stop()
+
+    app = create_base_app(
+        service=settings.service_name,
+        title="Herald notifications",
+        version=__version__,
+        description="Inbox API, preference-aware delivery and delivery records.",
+        lifespan=lifespan,
+    )
+    app.include_router(notifications_router)
+    app.include_router(deliveries_router)
+    app.include_router(dead_letter_router([settings.users_queue, settings.requests_queue]))
+    return app

@@ -1,0 +1,139 @@
+"""Documents of the notifications service and their indexes.
+
+* ``notifications`` — the inbox (:class:`Notification`), an outbox document: creating
+  one stages ``notification.created`` in the same insert, marking it read stages
+  ``notification.read`` in the same update.
+* ``deliveries`` — every suppression and deferral (:class:`DeliveryRecord`), one per
+  idempotency key; a deferred record carries the request until the sweep releases it.
+* ``collapse_versions`` — one document per request of a ``(user, collapse_key)`` group
+  (insert-only); the newest decides which notification of the group stays visible.
+* ``promotion_days`` — per ``(user, local day)`` the idempotency keys of promotions
+  delivered that day; reserving a place is one atomic update, so the daily cap holds
+  with several consumer replicas.
+
+Indexes are created explicitly by :func:`ensure_indexes` (FerretDB lacks TTL and
+partial indexes, so nothing here relies on them unless ``use_ttl_index`` is set).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mongoengine
+from herald_common.outbox import OutboxDocument
+from herald_common.preferences import NOTIFICATION_TYPES
+from mongoengine import (
+    BooleanField,
+    DateTimeField,
+    DictField,
+    Document,
+    DynamicField,
+    ListField,
+    StringField,
+)
+from pymongo import ASCENDING, DESCENDING
+
+OUTCOMES = ("suppressed", "deferred", "released")
+
+
+class Notification(OutboxDocument):
+    """One notification in a user's inbox.
+
+    ``replaced`` marks an unread notification superseded by a newer one with the same
+    collapse key: it is hidden from every API read and purged with the rest.
+    """
+
+    id = StringField(primary_key=True)
+    user_id = StringField(required=True)
+    type = StringField(required=True, choices=NOTIFICATION_TYPES)
+    content = DynamicField(required=True)  # text or JSON object
+    sent_at = DateTimeField(required=True)
+    requested_at = DateTimeField(required=True)
+    read = BooleanField(default=False)
+    read_at = DateTimeField(null=True)
+    collapse_key = StringField(null=True)
+    replaced = BooleanField(default=False)
+    replaced_by = StringField(null=True)  # idempotency key of the newer one
+    source = StringField(required=True)
+    idempotency_key = StringField(required=True)
+
+    meta = {"collection": "notifications", "auto_create_index": False, "indexes": []}
+
+
+class DeliveryRecord(Document):
+    """A request that was not delivered right away: suppressed, deferred, or deferred
+    and later released. ``history`` lists every decision taken on it."""
+
+    idempotency_key = StringField(required=True)
+    user_id = StringField(required=True)
+    type = StringField(required=True, choices=NOTIFICATION_TYPES)
+    source = StringField(required=True)
+    collapse_key = StringField(null=True)
+    outcome = StringField(required=True, choices=OUTCOMES)
+    reason = StringField(required=True)
+    at = DateTimeField(required=True)
+    first_at = DateTimeField(required=True)
+    deliver_at = DateTimeField(null=True)
+    lease_until = DateTimeField(null=True)
+    notification_id = StringField(null=True)
+    request = DictField()  # the NotificationRequested payload, JSON mode
+    history = ListField(DictField(), default=list)
+
+    meta = {"collection": "deliveries", "auto_create_index": False, "indexes": []}
+
+
+VERSIONS = "collapse_versions"
+PROMOTION_DAYS = "promotion_days"
+
+
+def collection(name: str) -> Any:
+    """A raw collection of the service's database (atomic single-document operations)."""
+    return mongoengine.get_db()[name]
+
+
+def ensure_indexes(*, use_ttl_index: bool = False, retention_days: int = 90) -> None:
+    """Create every index the query paths need (idempotent)."""
+    notes = Notification._get_collection()
+    notes.create_index([("idempotency_key", ASCENDING)], unique=True)
+    # Inbox pages (all / unread only), newest first, keyset on (sent_at, _id).
+    notes.create_index(
+        [
+            ("user_id", ASCENDING),
+            ("replaced", ASCENDING),
+            ("read", ASCENDING),
+            ("sent_at", DESCENDING),
+            ("_id", DESCENDING),
+        ]
+    )
+    notes.create_index(
+        [
+            ("user_id", ASCENDING),
+            ("replaced", ASCENDING),
+            ("sent_at", DESCENDING),
+            ("_id", DESCENDING),
+        ]
+    )
+    # Collapse: the unread notifications of one (user, collapse_key).
+    notes.create_index([("user_id", ASCENDING), ("collapse_key", ASCENDING), ("read", ASCENDING)])
+    # Retention sweep.
+    if use_ttl_index:
+        notes.create_index(
+            [("sent_at", ASCENDING)],
+            expireAfterSeconds=retention_days * 86_400,
+            name="sent_at_ttl",
+        )
+    else:
+        notes.create_index([("sent_at", ASCENDING)])
+
+    records = DeliveryRecord._get_collection()
+    records.create_index([("idempotency_key", ASCENDING)], unique=True)
+    records.create_index([("outcome", ASCENDING), ("deliver_at", ASCENDING)])
+    records.create_index([("user_id", ASCENDING), ("at", DESCENDING), ("_id", DESCENDING)])
+    records.create_index([("at", ASCENDING)])
+
+    versions = collection(VERSIONS)
+    versions.create_index(
+        [("group", ASCENDING), ("requested_at", DESCENDING), ("idempotency_key", DESCENDING)]
+    )
+    versions.create_index([("created_at", ASCENDING)])
+    collection(PROMOTION_DAYS).create_index([("day", ASCENDING)])

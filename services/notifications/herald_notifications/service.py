@@ -1,0 +1,170 @@
+"""The notifications service's behaviour, independent of HTTP: event handlers, the
+deferred-request sweep and the retention sweep.
+
+Time comes from an injectable ``clock`` (and the sweeps take ``now``), so tests move
+through quiet hours and days without sleeping.
+
+Real time: after a notification is stored, its API JSON is published on the user's
+Redis channel (:func:`herald_common.redis_client.user_channel`) for the gateway's
+subscriptions. Pub/sub is fire-and-forget: a push lost to a Redis hiccup or a
+subscriber that was not connected is acceptable, because the inbox is the source of
+truth and clients re-read it (``notifications`` / ``unreadCount``) when they reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from herald_common.db import run_db
+from herald_common.events import Envelope, NotificationRequested, UserDeleted, utcnow
+from herald_common.messaging import PermanentError
+from herald_common.redis_client import user_channel
+from herald_common.replica import handle_user_event
+
+from herald_notifications.config import NotificationsSettings
+from herald_notifications.decisions import DeliveryPolicy
+from herald_notifications.delivery import (
+    Outcome,
+    forget_user,
+    process_requests,
+    purge,
+    release_due,
+    release_user,
+    resettle_recent,
+)
+from herald_notifications.inbox import to_api
+from herald_notifications.metrics import REALTIME_FAILED
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def policy_from(settings: NotificationsSettings) -> DeliveryPolicy:
+    return DeliveryPolicy(
+        quiet_hours_types=frozenset(settings.quiet_hours_types),
+        unknown_user_recheck=timedelta(seconds=settings.unknown_user_recheck_seconds),
+        unknown_user_grace=timedelta(seconds=settings.unknown_user_grace_seconds),
+    )
+
+
+class NotificationService:
+    """Handlers and sweeps of one process (several may run side by side)."""
+
+    def __init__(
+        self,
+        settings: NotificationsSettings,
+        *,
+        redis: Any = None,
+        clock: Clock | None = None,
+        on_written: Callable[[], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.clock: Clock = clock or utcnow
+        self.policy = policy_from(settings)
+        self.source = settings.service_name
+        self._on_written = on_written or (lambda: None)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def outbox_written(self) -> None:
+        """Events were staged: let the outbox relay publish them now."""
+        self._on_written()
+
+    def now(self) -> datetime:
+        value = self.clock()
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+    # --- event handlers ------------------------------------------------------------------
+
+    async def on_requests(self, events: list[Envelope[Any]]) -> None:
+        """``notification.requested`` (batched): decide, store, push."""
+        requests = []
+        for event in events:
+            if not isinstance(event.payload, NotificationRequested):
+                raise PermanentError(f"unexpected event type {event.type!r} on the requests queue")
+            requests.append(event.payload)
+        outcome = await run_db(
+            process_requests, requests, self.now(), self.policy, source=self.source
+        )
+        await self._after_write(outcome)
+
+    async def on_user_event(self, event: Envelope[Any]) -> None:
+        """``user.*``: update the preference replica, then re-evaluate the user's
+        deferred requests (an unknown user arrived, quiet hours changed, or the user
+        is gone)."""
+        await handle_user_event(event)
+        user_id = event.payload.user_id
+        if isinstance(event.payload, UserDeleted):
+            await run_db(forget_user, user_id)
+        outcome = await run_db(release_user, user_id, self.now(), self.policy, source=self.source)
+        await self._after_write(outcome)
+
+    # --- sweeps ----------------------------------------------------------------------------
+
+    async def release_due(self, now: datetime | None = None, limit: int = 500) -> Outcome:
+        """Release (re-evaluate) deferred requests due at ``now`` (default: the clock),
+        then re-settle recently changed collapse groups."""
+        now = now or self.now()
+        outcome = await run_db(release_due, now, self.policy, source=self.source, limit=limit)
+        await self._after_write(outcome)
+        await run_db(resettle_recent, now)
+        return outcome
+
+    async def purge(self, now: datetime | None = None) -> dict[str, int]:
+        """Delete notifications and records older than ``retention_days``."""
+        return await run_db(purge, now or self.now(), self.settings.retention_days)
+
+    def start_sweeps(self) -> None:
+        self._tasks.append(
+            asyncio.create_task(
+                self._every(self.settings.sweep_interval_seconds, self.release_due), name="release"
+            )
+        )
+        self._tasks.append(
+            asyncio.create_task(
+                self._every(self.settings.retention_sweep_interval_seconds, self.purge),
+                name="retention",
+            )
+        )
+
+    async def stop_sweeps(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        self._tasks.clear()
+
+    @staticmethod
+    async def _every(interval: float, job: Callable[[], Any]) -> None:
+        while True:
+            try:
+                await job()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("periodic sweep failed; trying again next round")
+            await asyncio.sleep(interval)
+
+    # --- after a write ---------------------------------------------------------------------
+
+    async def _after_write(self, outcome: Outcome) -> None:
+        if not outcome.created:
+            return
+        self._on_written()  # the outbox relay publishes notification.created now
+        if self.redis is None:
+            return
+        for doc in outcome.created:
+            try:
+                await self.redis.publish(user_channel(doc["user_id"]), json.dumps(to_api(doc)))
+            except Exception:
+                REALTIME_FAILED.inc()
+                log.warning("real-time push failed; the inbox has it", exc_info=True)
