@@ -16,7 +16,7 @@ from typing import Any
 
 import mongoengine
 from pymongo import ASCENDING
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import AutoReconnect, CursorNotFound, DuplicateKeyError
 
 from herald_common.db import run_db
 from herald_common.events import Envelope, UserDeleted, UserPreferencesUpdated, UserRegistered
@@ -101,17 +101,44 @@ def get_preferences(user_id: str) -> Preferences | None:
 
 
 def iter_users(
-    query: dict[str, Any] | None = None, batch_size: int = 1000
+    query: dict[str, Any] | None = None,
+    batch_size: int = 1000,
+    *,
+    after: str | None = None,
 ) -> Iterator[list[dict[str, Any]]]:
-    """Stream live users matching ``query`` in ``_id`` order, ``batch_size`` at a time
-    (keyset pagination: bounded memory for any audience size)."""
-    last: str | None = None
+    """Stream live users matching ``query`` in ``_id`` order, ``batch_size`` at a time,
+    starting after user id ``after`` (bounded memory for any audience size).
+
+    One server-side cursor is read ``batch_size`` documents at a time: FerretDB 1.x
+    does not push ``_id`` ranges and sorts down to its storage, so paging with a new
+    query per batch would scan the whole collection once per batch. If the cursor is
+    lost (idle timeout, reconnect), the stream resumes after the last user it yielded.
+    ``query`` may constrain ``_id`` too (e.g. ``{"_id": {"$in": ids}}``).
+    """
+    last = after
     while True:
-        q: dict[str, Any] = {"deleted": False, **(query or {})}
+        conditions: list[dict[str, Any]] = [{"deleted": False}]
+        if query:
+            conditions.append(query)
         if last is not None:
-            q["_id"] = {"$gt": last}
-        batch = list(_coll().find(q).sort("_id", ASCENDING).limit(batch_size))
-        if not batch:
-            return
-        yield batch
-        last = batch[-1]["_id"]
+            conditions.append({"_id": {"$gt": last}})
+        q = conditions[0] if len(conditions) == 1 else {"$and": conditions}
+        cursor = _coll().find(q).sort("_id", ASCENDING).batch_size(batch_size)
+        batch: list[dict[str, Any]] = []
+        try:
+            for doc in cursor:
+                batch.append(doc)
+                if len(batch) >= batch_size:
+                    yield batch
+                    last = batch[-1]["_id"]
+                    batch = []
+        except (CursorNotFound, AutoReconnect):
+            if batch:
+                yield batch
+                last = batch[-1]["_id"]
+            continue  # re-query after ``last``
+        finally:
+            cursor.close()
+        if batch:
+            yield batch
+        return
