@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from herald_common import replica
-from herald_common.db import run_db
+from herald_common.db import ping_db, run_db
 from herald_common.runtime import ServiceRuntime
 from pymongo.errors import ConnectionFailure
 
@@ -191,6 +191,8 @@ async def run_batch(
     )
     try:
         await runtime.start()
+        if not await run_db(ping_db):
+            raise ConnectionFailure(f"MongoDB at {settings.mongodb_uri} does not answer")
         engine = RecommendationEngine(settings, clock=clock)
         await run_db(engine.ensure_ready)
     except Exception as exc:  # noqa: BLE001 - any start-up failure is a config/connection error
