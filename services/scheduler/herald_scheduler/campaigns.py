@@ -11,14 +11,16 @@ each batch:
    ``{product_name}``);
 3. publish a ``notification.requested`` per user and wait for every publisher confirm
    (idempotency key ``campaign:<campaign>:<run_id>:<user>``);
-4. only then advance the run's cursor and counters, in one conditional update.
+4. only then record the batch (an insert-only :class:`CampaignBatch` keyed by the run
+   and the batch's last user id) and update the run's cursor and counters.
 
 A crash mid-batch therefore re-publishes at most that batch, with the same idempotency
 keys, which the notifications service de-duplicates: nothing is lost and nothing is sent
 twice. A run that finished is never fanned out again, so firing the same ``run_id``
-again sends nothing. Two deliveries of the same run do not work on it together: the run
-is claimed by the delivering event's id with a lease renewed every batch; a redelivery
-of the same event takes over at once, any other waits for the lease to expire.
+again sends nothing. Counters are sums over the batch records, so a batch that two
+workers raced on counts once. A best-effort lease (the delivering event's id, renewed
+every batch) keeps a second delivery of the same run from doing the same work at the
+same time; a redelivery of the same event takes over at once.
 
 A dry run walks the same audience, renders up to ``dry_run_samples`` samples and
 publishes nothing.
@@ -42,7 +44,7 @@ from pymongo.errors import DuplicateKeyError
 
 from herald_scheduler.config import SchedulerSettings
 from herald_scheduler.interests import Interest, get_interests
-from herald_scheduler.models import CampaignDefinition, CampaignRun
+from herald_scheduler.models import CampaignBatch, CampaignDefinition, CampaignRun
 from herald_scheduler.templates import UserContext, check_template, render
 
 log = logging.getLogger(__name__)
@@ -190,7 +192,9 @@ def _claim(
 ) -> dict[str, Any] | None:
     """The run document if ``owner`` may work on it now, else None.
 
-    Finished runs are returned as they are (nothing to do)."""
+    Finished runs are returned as they are (nothing to do). Creating the run is a unique
+    insert; taking over an existing one is best effort (see the module docstring).
+    """
     coll = CampaignRun._get_collection()
     key = run_key(fired.campaign, fired.run_id)
     try:
@@ -202,20 +206,66 @@ def _claim(
     doc = coll.find_one({"_id": key})
     if doc is None or doc["status"] != "running":
         return doc
-    claimed = coll.find_one_and_update(
-        {
-            "_id": key,
-            "status": "running",
-            "$or": [
-                {"lease_owner": owner},
-                {"lease_owner": None},
-                {"lease_until": {"$lt": now}},
-            ],
-        },
-        {"$set": {"lease_owner": owner, "lease_until": now + lease}},
-        return_document=True,
-    )
-    return dict(claimed) if claimed else None
+    holder, until = doc.get("lease_owner"), doc.get("lease_until")
+    if holder not in (None, owner) and until is not None and until > now:
+        return None
+    coll.update_one({"_id": key}, {"$set": {"lease_owner": owner, "lease_until": now + lease}})
+    doc["lease_owner"] = owner
+    return doc
+
+
+@dataclass
+class _Totals:
+    cursor: str | None = None
+    audience_size: int = 0
+    sent: int = 0
+    opted_out: int = 0
+    not_in_segment: int = 0
+    failed: int = 0
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, batch: dict[str, Any], sample_limit: int) -> None:
+        if self.cursor is None or batch["last_user_id"] > self.cursor:
+            self.cursor = batch["last_user_id"]
+        self.audience_size += batch["audience_size"]
+        self.sent += batch["sent"]
+        self.opted_out += batch["opted_out"]
+        self.not_in_segment += batch["not_in_segment"]
+        self.failed += batch["failed"]
+        room = sample_limit - len(self.samples)
+        if room > 0:
+            self.samples.extend(batch.get("samples", [])[:room])
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "cursor": self.cursor,
+            "audience_size": self.audience_size,
+            "sent": self.sent,
+            "suppressed": self.opted_out + self.not_in_segment,
+            "suppressed_reasons": {
+                "opted_out": self.opted_out,
+                "not_in_segment": self.not_in_segment,
+            },
+            "failed": self.failed,
+            "samples": self.samples,
+        }
+
+
+def _progress(key: str, sample_limit: int) -> _Totals:
+    """A run's cursor and counters, summed over its batch records (in user order)."""
+    totals = _Totals()
+    for batch in CampaignBatch._get_collection().find({"run": key}).sort("last_user_id", 1):
+        totals.add(batch, sample_limit)
+    return totals
+
+
+def _record_batch(batch: dict[str, Any]) -> bool:
+    """Insert a batch record; False when another worker recorded the same batch."""
+    try:
+        CampaignBatch._get_collection().insert_one(batch)
+    except DuplicateKeyError:
+        return False
+    return True
 
 
 def _fail_run(key: str, error: str, now: datetime) -> None:
@@ -238,15 +288,10 @@ class _BatchOutcome:
     samples: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _audience_query(fired: CampaignFired, cursor: str | None) -> dict[str, Any] | None:
-    # iter_users sets its own "_id" bound while paging, so the run's own conditions on
-    # "_id" go inside "$and" where they cannot be overwritten.
-    conditions: list[dict[str, Any]] = []
+def _audience_query(fired: CampaignFired) -> dict[str, Any] | None:
     if fired.audience.user_ids:
-        conditions.append({"_id": {"$in": sorted(set(fired.audience.user_ids))}})
-    if cursor is not None:
-        conditions.append({"_id": {"$gt": cursor}})
-    return {"$and": conditions} if conditions else None
+        return {"_id": {"$in": sorted(set(fired.audience.user_ids))}}
+    return None
 
 
 def _evaluate_batch(
@@ -338,7 +383,7 @@ async def execute_run(
 
     Raises :class:`~herald_scheduler.templates.TemplateError` for a template that can
     never render (the run is recorded as failed) and lets broker errors propagate (the
-    run stays ``running`` and resumes from its cursor on redelivery).
+    run stays ``running`` and resumes after its last recorded batch on redelivery).
     """
     key = run_key(fired.campaign, fired.run_id)
     lease = timedelta(seconds=settings.campaign_lease_seconds)
@@ -360,9 +405,11 @@ async def execute_run(
     needs_interests = bool(fired.audience.categories) or bool(
         used & {"favorite_category", "favourite_category", "product_name"}
     )
-    cursor: str | None = doc.get("cursor")
-    samples: list[dict[str, Any]] = list(doc.get("samples") or [])
-    gen = iter_users(_audience_query(fired, cursor), batch_size=settings.fanout_batch_size)
+    limit = settings.dry_run_samples
+    totals = await run_db(_progress, key, limit)
+    gen = iter_users(
+        _audience_query(fired), batch_size=settings.fanout_batch_size, after=totals.cursor
+    )
     coll = CampaignRun._get_collection()
     while True:
         users = await run_db(_next_batch, gen)
@@ -374,46 +421,49 @@ async def execute_run(
             fired,
             users,
             needs_interests=needs_interests,
-            sample_room=settings.dry_run_samples - len(samples),
+            sample_room=limit - len(totals.samples),
             source=settings.service_name,
             now=now,
         )
         if outcome.events:
             assert broker is not None
             await _publish_all(broker, outcome.events, settings.fanout_publish_concurrency)
-        samples.extend(outcome.samples)
-        suppressed = outcome.opted_out + outcome.not_in_segment
-        update: dict[str, Any] = {
-            "$set": {
-                "cursor": users[-1]["_id"],
-                "lease_until": clock() + lease,
-                "samples": samples,
-            },
-            "$inc": {
-                "audience_size": outcome.audience,
-                "sent": len(outcome.events),
-                "suppressed": suppressed,
-                "suppressed_reasons.opted_out": outcome.opted_out,
-                "suppressed_reasons.not_in_segment": outcome.not_in_segment,
-                "failed": outcome.failed,
-            },
+        last = users[-1]["_id"]
+        batch = {
+            "_id": f"{key}:{last}",
+            "run": key,
+            "after": totals.cursor,
+            "last_user_id": last,
+            "audience_size": outcome.audience,
+            "sent": len(outcome.events),
+            "opted_out": outcome.opted_out,
+            "not_in_segment": outcome.not_in_segment,
+            "failed": outcome.failed,
+            "samples": outcome.samples,
+            "at": now,
         }
-        moved = await run_db(
+        if await run_db(_record_batch, batch):
+            totals.add(batch, limit)
+        else:
+            totals = await run_db(_progress, key, limit)
+        await run_db(
             coll.update_one,
-            {"_id": key, "status": "running", "lease_owner": owner, "cursor": cursor},
-            update,
+            {"_id": key, "status": "running"},
+            {"$set": {**totals.fields(), "lease_owner": owner, "lease_until": clock() + lease}},
         )
-        if not moved.modified_count:
-            # Our lease expired and another delivery took over; it counts from the
-            # cursor it found, so stop here without counting this batch twice.
-            log.warning("lost the campaign run to another worker", extra={"run": key})
-            return None
-        cursor = users[-1]["_id"]
-        del users, outcome  # keep only one batch alive at a time
+        del users, outcome, batch  # keep only one batch alive at a time
+    totals = await run_db(_progress, key, limit)
     await run_db(
         coll.update_one,
-        {"_id": key, "status": "running", "lease_owner": owner},
-        {"$set": {"status": "succeeded", "finished_at": clock(), "lease_owner": None}},
+        {"_id": key, "status": "running"},
+        {
+            "$set": {
+                **totals.fields(),
+                "status": "succeeded",
+                "finished_at": clock(),
+                "lease_owner": None,
+            }
+        },
     )
     run: CampaignRun = await run_db(CampaignRun.objects.get, id=key)
     log.info(

@@ -36,7 +36,7 @@ from herald_scheduler.campaigns import fired_from_definition, get_definition, st
 from herald_scheduler.config import SchedulerSettings
 from herald_scheduler.cron import latest_fire, slot_run_id
 from herald_scheduler.interests import known_products
-from herald_scheduler.models import Order, ensure_indexes
+from herald_scheduler.models import OrderTransition, ensure_indexes
 from herald_scheduler.orders import seed_orders, sweep
 from herald_scheduler.resources import (
     NotificationCampaign,
@@ -61,7 +61,7 @@ class InvalidInput(Exception):
 def _runtime(settings: SchedulerSettings, *, db: bool = True) -> ServiceRuntime:
     return ServiceRuntime(
         settings,
-        documents=[Order] if db else [],
+        documents=[OrderTransition] if db else [],
         use_db=db,
         use_redis=False,
         verify_tokens=False,

@@ -1,15 +1,17 @@
 """What the scheduler learns from ``activity.recorded``: interests and products.
 
-* ``user_interests`` — per user, a weighted count per category (view 1, add to cart 2,
-  purchase 3) and the latest product looked at in each category. Campaign segments use
-  the categories; ``{favorite_category}`` is the top one and ``{product_name}`` the
-  product last looked at in it.
+* ``interest_records`` — one record per (message, user): a weighted count per category
+  (view 1, add to cart 2, purchase 3) and the product last looked at in each category.
+  A user's interests are the sum of their records. Campaign segments use the
+  categories; ``{favorite_category}`` is the top one and ``{product_name}`` the product
+  last looked at in it.
 * ``known_products`` — every product seen in activity (name, category, price), used to
   seed mock orders with products that exist.
 
-Applying an activity message twice must not count twice: each user's document keeps
-the ids of the last messages applied to it and the update only matches when the
-message is not among them (one atomic conditional upsert per user).
+Records are insert-only with the id ``<event id>:<user id>``: a redelivered message
+inserts nothing new (duplicate key), and two messages about one user handled at the
+same time cannot lose each other's counts (FerretDB 1.x can lose one of two concurrent
+updates of the same document; inserts are safe).
 """
 
 from __future__ import annotations
@@ -22,14 +24,13 @@ from typing import Any
 
 import mongoengine
 from herald_common.events import Activity
-from pymongo import UpdateOne
-from pymongo.errors import DuplicateKeyError
+from pymongo import ASCENDING, UpdateOne
+from pymongo.errors import BulkWriteError
 
-INTERESTS = "user_interests"
+INTERESTS = "interest_records"
 PRODUCTS = "known_products"
 KIND_WEIGHT = {"view": 1, "add_to_cart": 2, "purchase": 3}
-# How many applied message ids a user's document remembers (redeliveries come soon).
-REMEMBERED_EVENTS = 200
+_DUPLICATE_KEY = 11000
 
 
 def _db() -> Any:
@@ -68,52 +69,53 @@ class Interest:
         return any(c.casefold() in mine for c in categories)
 
 
+def ensure_indexes() -> None:
+    _db()[INTERESTS].create_index([("user_id", ASCENDING)])
+
+
 def record_activity(event_id: str, activities: Sequence[Activity]) -> int:
-    """Apply one ``activity.recorded`` message; returns how many users changed."""
+    """Apply one ``activity.recorded`` message; returns how many records were new."""
     per_user: dict[str, list[Activity]] = defaultdict(list)
     for activity in activities:
         per_user[activity.user_id].append(activity)
-    changed = 0
     now = datetime.now(UTC)
-    coll = _db()[INTERESTS]
+    records = []
     for user_id, items in per_user.items():
-        inc: dict[str, int] = defaultdict(int)
+        weights: dict[str, int] = defaultdict(int)
         latest: dict[str, dict[str, Any]] = {}
         for a in sorted(items, key=lambda x: x.occurred_at):
             if not a.category:
                 continue
             key = category_key(a.category)
-            inc[f"categories.{key}"] += KIND_WEIGHT[a.kind] * a.quantity
+            weights[key] += KIND_WEIGHT[a.kind] * a.quantity
             if a.kind != "purchase":
                 # Something looked at (maybe not bought yet) is what a promotion names.
-                latest[f"products.{key}"] = {
+                latest[key] = {
                     "product_id": a.product_id,
                     "name": a.product_name or f"Product {a.product_id}",
                     "price": a.price,
                     "at": a.occurred_at,
                 }
-        update: dict[str, Any] = {
-            "$push": {"events": event_id},
-            "$set": {"updated_at": now, **latest},
-        }
-        if inc:
-            update["$inc"] = dict(inc)
-        try:
-            result = coll.update_one(
-                {"_id": user_id, "events": {"$ne": event_id}}, update, upsert=True
-            )
-        except DuplicateKeyError:
-            continue  # this message was applied to this user already
-        changed += int(bool(result.modified_count or result.upserted_id is not None))
-        # Forget the oldest remembered id once the list is full. ($push with $slice
-        # would do it in one write, but FerretDB 1.x ignores $slice.) One push, one pop:
-        # the list never grows past REMEMBERED_EVENTS + 1.
-        coll.update_one(
-            {"_id": user_id, f"events.{REMEMBERED_EVENTS}": {"$exists": True}},
-            {"$pop": {"events": -1}},
+        records.append(
+            {
+                "_id": f"{event_id}:{user_id}",
+                "user_id": user_id,
+                "categories": dict(weights),
+                "products": latest,
+                "at": max(a.occurred_at for a in items),
+                "recorded_at": now,
+            }
         )
+    inserted = len(records)
+    try:
+        _db()[INTERESTS].insert_many(records, ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(e.get("code") != _DUPLICATE_KEY for e in errors):
+            raise
+        inserted -= len(errors)  # applied before: a redelivery
     _remember_products(activities, now)
-    return changed
+    return inserted
 
 
 def _remember_products(activities: Sequence[Activity], now: datetime) -> None:
@@ -141,19 +143,22 @@ def get_interests(user_ids: Sequence[str]) -> dict[str, Interest]:
     if not user_ids:
         return {}
     out: dict[str, Interest] = {}
+    seen_at: dict[tuple[str, str], Any] = {}
     cursor = _db()[INTERESTS].find(
-        {"_id": {"$in": list(user_ids)}}, {"categories": 1, "products": 1}
+        {"user_id": {"$in": list(user_ids)}}, {"user_id": 1, "categories": 1, "products": 1}
     )
     for doc in cursor:
-        out[doc["_id"]] = Interest(
-            user_id=doc["_id"],
-            categories={
-                category_from_key(k): int(v) for k, v in (doc.get("categories") or {}).items()
-            },
-            products={
-                category_from_key(k): dict(v) for k, v in (doc.get("products") or {}).items()
-            },
-        )
+        uid = doc["user_id"]
+        interest = out.setdefault(uid, Interest(user_id=uid))
+        for key, weight in (doc.get("categories") or {}).items():
+            category = category_from_key(key)
+            interest.categories[category] = interest.categories.get(category, 0) + int(weight)
+        for key, product in (doc.get("products") or {}).items():
+            category = category_from_key(key)
+            at = product.get("at")
+            if (uid, category) not in seen_at or (at and at > seen_at[(uid, category)]):
+                seen_at[(uid, category)] = at
+                interest.products[category] = dict(product)
     return out
 
 

@@ -16,7 +16,7 @@ from herald_scheduler import __version__
 from herald_scheduler.api import campaigns, orders
 from herald_scheduler.config import SchedulerSettings
 from herald_scheduler.events import queue_names, start_consumers
-from herald_scheduler.models import Order, ensure_indexes
+from herald_scheduler.models import OrderTransition, ensure_indexes
 
 
 def create_app(settings: SchedulerSettings | None = None) -> FastAPI:
@@ -25,7 +25,7 @@ def create_app(settings: SchedulerSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = ServiceRuntime(settings, documents=[Order])
+        runtime = ServiceRuntime(settings, documents=[OrderTransition])
         await runtime.start(app)
         await run_db(ensure_indexes)
         await run_db(replica.ensure_indexes)

@@ -1,14 +1,24 @@
 """Documents of the scheduler's own database (``herald_scheduler``).
 
-* ``orders`` — mock orders; an :class:`Order` is an outbox document, so a status change
-  and its two events (``order.status_changed``, ``notification.requested``) are one
-  atomic single-document write.
-* ``campaign_runs`` — one :class:`CampaignRun` per campaign firing (``run_id``), with its
-  fan-out cursor and counters, so a crashed fan-out resumes instead of starting over.
+* ``order_transitions`` / ``orders`` — mock orders. Every status change is an
+  :class:`OrderTransition` inserted under a unique id (order, sequence) together with
+  its two staged events (``order.status_changed``, ``notification.requested``): one
+  atomic insert. :class:`Order` is the current state derived from them.
+
+Why inserts: on FerretDB 1.x (the local and test server) a conditional update is not an
+atomic compare-and-set and two concurrent updates of one document can lose one of them;
+a unique insert is the one write that is atomic everywhere. Documents that several
+writers may touch at once are therefore written insert-only (transitions, interest
+records, campaign batch records); the documents derived from them are rewritten with
+idempotent ``$set`` values.
+* ``campaign_runs`` / ``campaign_batches`` — one :class:`CampaignRun` per campaign
+  firing (``run_id``) and one :class:`CampaignBatch` per published batch of it, so a
+  crashed fan-out resumes after its last complete batch instead of starting over.
 * ``campaign_definitions`` — the latest definition seen of every campaign (from files or
   ``campaign.fired``), so an admin can fire a campaign by name.
-* ``user_interests`` and ``known_products`` — built from ``activity.recorded``: category
-  interest counts per user (segments, ``{favorite_category}``) and the products seen.
+* ``interest_records`` and ``known_products`` — built from ``activity.recorded``:
+  category interest per user and message (segments, ``{favorite_category}``) and the
+  products seen.
 * ``user_replica`` / ``processed_events`` — owned by ``herald_common`` (replica, idempotency).
 """
 
@@ -33,8 +43,37 @@ TERMINAL_STATUSES = ("delivered", "cancelled")
 RUN_STATUSES = ("running", "succeeded", "failed")
 
 
-class Order(OutboxDocument):
-    """A mock order of one user and where it is in its lifecycle."""
+class OrderTransition(OutboxDocument):
+    """One status change of an order: the unit of atomicity and the outbox.
+
+    Its id is ``<order id>:<sequence>``, so of two sweeps trying the same change only
+    one insert succeeds; the two events of the change are staged in it by that insert.
+    Nothing but the outbox relay writes to it afterwards.
+    """
+
+    id = StringField(primary_key=True)
+    order_id = StringField(required=True)
+    user_id = StringField(required=True)
+    sequence = IntField(required=True, min_value=1)
+    status = StringField(required=True, choices=ORDER_STATUSES)
+    previous_status = StringField(null=True, choices=ORDER_STATUSES)
+    items = ListField(DictField(), default=list)
+    total = FloatField(required=True, min_value=0)
+    at = DateTimeField(required=True)
+    # When the order may move on after this change (None for a terminal status).
+    next_transition_at = DateTimeField(null=True)
+    origin = StringField()
+
+    meta = {
+        "collection": "order_transitions",
+        "indexes": [{"fields": ["order_id", "sequence"]}],
+        "auto_create_index": False,
+    }
+
+
+class Order(Document):
+    """A mock order of one user and where it is in its lifecycle: the projection of its
+    :class:`OrderTransition` records (which carry the events)."""
 
     id = StringField(primary_key=True)
     user_id = StringField(required=True)
@@ -44,7 +83,7 @@ class Order(OutboxDocument):
     status = StringField(required=True, choices=ORDER_STATUSES)
     # [{status, sequence, at}] — every status the order went through, in order.
     history = ListField(DictField(), default=list)
-    # Counts status changes (1 = placed); part of every conditional update's filter.
+    # Counts status changes (1 = placed).
     sequence = IntField(required=True, min_value=1)
     created_at = DateTimeField(required=True)
     updated_at = DateTimeField(required=True)
@@ -94,9 +133,12 @@ class CampaignRun(Document):
     fired_at = DateTimeField(null=True)
     started_at = DateTimeField(required=True)
     finished_at = DateTimeField(null=True)
-    # Fan-out progress: the last user id whose batch is fully published and counted.
+    # Fan-out progress (derived from its CampaignBatch records): the last user id whose
+    # batch is fully published.
     cursor = StringField(null=True)
-    # The event (message) id of the delivery working on the run, and until when.
+    # Best-effort claim: the event (message) id of the delivery working on the run, and
+    # until when. It keeps two deliveries from doing the same work at the same time;
+    # correctness does not rest on it (batch records and idempotency keys do).
     lease_owner = StringField(null=True)
     lease_until = DateTimeField(null=True)
 
@@ -123,6 +165,33 @@ class CampaignRun(Document):
             "started_at": self.started_at.isoformat() if self.started_at else None,
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
         }
+
+
+class CampaignBatch(Document):
+    """One fully published batch of a campaign run (insert-only).
+
+    Its id is ``<run key>:<last user id of the batch>``; a run's progress (cursor) and
+    counters are derived from its batches, so two workers that raced on the same batch
+    count it once.
+    """
+
+    id = StringField(primary_key=True)
+    run = StringField(required=True)  # CampaignRun id
+    after = StringField(null=True)  # the cursor the batch started after
+    last_user_id = StringField(required=True)
+    audience_size = IntField(default=0)
+    sent = IntField(default=0)
+    opted_out = IntField(default=0)
+    not_in_segment = IntField(default=0)
+    failed = IntField(default=0)
+    samples = ListField(DictField(), default=list)
+    at = DateTimeField(required=True)
+
+    meta = {
+        "collection": "campaign_batches",
+        "indexes": [{"fields": ["run", "last_user_id"]}],
+        "auto_create_index": False,
+    }
 
 
 class CampaignDefinition(Document):
@@ -163,5 +232,8 @@ class CampaignDefinition(Document):
 
 def ensure_indexes() -> None:
     """Create the indexes (FerretDB-compatible: no TTL, no partial indexes)."""
-    for cls in (Order, CampaignRun, CampaignDefinition):
+    from herald_scheduler import interests
+
+    for cls in (OrderTransition, Order, CampaignRun, CampaignDefinition, CampaignBatch):
         cls.ensure_indexes()
+    interests.ensure_indexes()

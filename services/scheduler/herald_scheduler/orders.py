@@ -3,13 +3,19 @@
     placed → paid → shipped → out_for_delivery → delivered
        └──────┴→ cancelled (small probability at placed and paid)
 
-Every status change, including the placement itself, is one atomic single-document
-write that also stages two events in the order's outbox: ``order.status_changed`` and
+Every status change, including the placement itself, is one
+:class:`~herald_scheduler.models.OrderTransition` inserted under the unique id
+``<order id>:<sequence>`` with two events staged in it: ``order.status_changed`` and
 ``notification.requested`` (type ``order_update``, collapse key ``order:<id>``,
-idempotency key ``order:<id>:<sequence>``). The change's filter names the status and
-sequence the sweep read, so of two concurrent sweeps exactly one wins; the loser's
-update matches nothing and stages nothing. Hence exactly one notification per change,
-and a sweep run again never re-sends a status that did not change.
+idempotency key ``order:<id>:<sequence>``). Of two concurrent sweeps trying the same
+change, exactly one insert succeeds; the other stages nothing. Hence exactly one
+notification per change, and a sweep run again never re-sends a status that did not
+change. The :class:`~herald_scheduler.models.Order` document is then brought up to date
+from the transition with idempotent ``$set`` values; a crash in between is repaired by
+the next sweep, whose insert of the same change fails and which applies the stored one.
+
+(A unique insert, not a conditional update, because FerretDB 1.x — the local and test
+server — does not make a conditional update an atomic compare-and-set.)
 
 Whether an order is cancelled is decided by a random draw seeded with the order id and
 sequence, so concurrent sweeps draw the same outcome and tests can choose it with the
@@ -34,11 +40,10 @@ from herald_common.events import (
     OrderStatusChanged,
     make_event,
 )
-from herald_common.outbox import outbox_update
 from mongoengine import NotUniqueError
 
 from herald_scheduler.config import SchedulerSettings
-from herald_scheduler.models import TERMINAL_STATUSES, Order
+from herald_scheduler.models import TERMINAL_STATUSES, Order, OrderTransition
 
 NEXT_STATUS = {
     "placed": "paid",
@@ -121,6 +126,58 @@ def _delay(settings: SchedulerSettings, status: str) -> timedelta:
     return timedelta(seconds=settings.order_step_seconds[status])
 
 
+def _transition(
+    order: Order,
+    *,
+    status: str,
+    previous: str | None,
+    sequence: int,
+    now: datetime,
+    next_at: datetime | None,
+    settings: SchedulerSettings,
+    origin: str,
+) -> OrderTransition:
+    transition = OrderTransition(
+        id=f"{order.id}:{sequence}",
+        order_id=order.id,
+        user_id=order.user_id,
+        sequence=sequence,
+        status=status,
+        previous_status=previous,
+        items=order.items,
+        total=order.total,
+        at=now,
+        next_transition_at=next_at,
+        origin=origin,
+    )
+    transition.stage(*_events(order, status, previous, sequence, now, settings.service_name))
+    return transition
+
+
+def _insert(transition: OrderTransition) -> tuple[OrderTransition, bool]:
+    """Insert ``transition``; on a clash return the stored one and False."""
+    try:
+        transition.save(force_insert=True)
+    except NotUniqueError:
+        return OrderTransition.objects.get(id=transition.id), False
+    return transition, True
+
+
+def _apply(order: Order, transition: OrderTransition) -> None:
+    """Bring the order document up to ``transition`` (idempotent: same values)."""
+    history = [h for h in order.history if h["sequence"] < transition.sequence]
+    history.append(
+        {"status": transition.status, "sequence": transition.sequence, "at": transition.at}
+    )
+    Order.objects(id=order.id, sequence__lt=transition.sequence).update_one(
+        set__status=transition.status,
+        set__sequence=transition.sequence,
+        set__updated_at=transition.at,
+        set__next_transition_at=transition.next_transition_at,
+        set__history=history,
+    )
+
+
 def place_order(
     *,
     order_id: str,
@@ -131,7 +188,7 @@ def place_order(
     origin: str,
     next_at: datetime | None = None,
 ) -> bool:
-    """Insert a placed order with its two events; False when it exists already.
+    """Place an order with its two events; False when it was placed before.
     ``next_at`` overrides when a sweep may first advance it."""
     clean = [OrderItem(**i).model_dump() for i in items]
     total = round(sum(i["price"] * i["quantity"] for i in clean), 2)
@@ -148,12 +205,30 @@ def place_order(
         next_transition_at=next_at or now + _delay(settings, "placed"),
         origin=origin,
     )
-    order.stage(*_events(order, "placed", None, 1, now, settings.service_name))
+    transition, new = _insert(
+        _transition(
+            order,
+            status="placed",
+            previous=None,
+            sequence=1,
+            now=now,
+            next_at=order.next_transition_at,
+            settings=settings,
+            origin=origin,
+        )
+    )
+    if not new:
+        # Placed before; the order document may be missing if that attempt crashed
+        # right after the insert: build it from the stored transition.
+        order.items, order.total = transition.items, transition.total
+        order.created_at = order.updated_at = transition.at
+        order.history = [{"status": "placed", "sequence": 1, "at": transition.at}]
+        order.next_transition_at = transition.next_transition_at
     try:
         order.save(force_insert=True)
     except NotUniqueError:
-        return False  # the same activity was handled before
-    return True
+        pass
+    return new
 
 
 def orders_from_activity(event_id: str, activities: Sequence[Activity]) -> list[dict[str, Any]]:
@@ -206,20 +281,23 @@ def next_status(order: Order, settings: SchedulerSettings) -> str:
 
 def advance(order: Order, now: datetime, settings: SchedulerSettings) -> str | None:
     """Move ``order`` (as read) one status on; returns the new status, or None when a
-    concurrent sweep changed it first (the update then matches nothing)."""
+    concurrent sweep made this change first (then only the order document is fixed up)."""
     status = next_status(order, settings)
-    sequence = order.sequence + 1
     terminal = status in TERMINAL_STATUSES
-    events = _events(order, status, order.status, sequence, now, settings.service_name)
-    updated = Order.objects(id=order.id, status=order.status, sequence=order.sequence).update_one(
-        set__status=status,
-        set__sequence=sequence,
-        set__updated_at=now,
-        set__next_transition_at=None if terminal else now + _delay(settings, status),
-        push__history={"status": status, "sequence": sequence, "at": now},
-        **outbox_update(*events),
+    transition, won = _insert(
+        _transition(
+            order,
+            status=status,
+            previous=order.status,
+            sequence=order.sequence + 1,
+            now=now,
+            next_at=None if terminal else now + _delay(settings, status),
+            settings=settings,
+            origin="sweep",
+        )
     )
-    return status if updated else None
+    _apply(order, transition)
+    return status if won else None
 
 
 @dataclass
@@ -247,7 +325,7 @@ def sweep(
 ) -> SweepResult:
     """Advance every order whose ``next_transition_at`` is due (≤ ``now``) by one step.
 
-    Safe to run concurrently and repeatedly: each change is conditional on what was read.
+    Safe to run concurrently and repeatedly: each change is a unique insert.
     A new ``next_transition_at`` is always after ``now`` (delays are positive), so an
     order moves at most one step per sweep.
     """
