@@ -1,0 +1,86 @@
+"""The command-line entry points and their exit codes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from herald_scheduler.cli import default_run_id, main
+from herald_scheduler.resources import load_file
+
+REPO = Path(__file__).resolve().parents[3]
+EXAMPLES = REPO / "examples"
+
+
+def test_validate_exit_codes(tmp_path: Path, capsys) -> None:
+    assert main(["validate", str(EXAMPLES / "campaigns"), str(EXAMPLES / "schedules")]) == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        (EXAMPLES / "campaigns" / "flash-sale.yaml").read_text().replace("promotion", "spam")
+    )
+    assert main(["validate", str(bad)]) == 2
+    assert "spec.type" in capsys.readouterr().err
+
+
+def test_fire_campaign_with_an_invalid_file_exits_2_naming_the_field(tmp_path: Path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        (EXAMPLES / "campaigns" / "weekly-picks.yaml")
+        .read_text()
+        .replace("{first_name}", "{coupon}")
+    )
+    assert main(["fire-campaign", "--file", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "spec.template.title" in err and "{coupon}" in err
+
+
+def test_bad_configuration_exits_2(monkeypatch, capsys) -> None:
+    monkeypatch.setenv("HERALD_SCHEDULER_ORDER_CANCEL_PROBABILITY", "2")
+    assert main(["sweep-orders"]) == 2
+    assert "order_cancel_probability" in capsys.readouterr().err
+
+
+def test_default_run_id_is_the_scheduled_slot() -> None:
+    [weekly] = load_file(EXAMPLES / "campaigns" / "weekly-picks.yaml")
+    # A pod that starts 40 s late still names the 09:00 New York slot.
+    late = datetime(2026, 3, 9, 13, 0, 40, tzinfo=UTC)
+    assert default_run_id(weekly, weekly.name, late) == "weekly-picks-20260309t1300z"
+    assert default_run_id(None, "x", late) == "x-20260309t1300z"
+
+
+@pytest.mark.integration
+async def test_fire_campaign_and_sweep_orders_talk_to_the_real_servers(
+    scheduler_settings, broker_for, make_sink, monkeypatch, capsys
+):
+    import asyncio
+
+    settings = scheduler_settings()
+    broker = await broker_for(settings)
+    sink = await make_sink(broker, ["campaign.fired"])
+    env = {
+        "HERALD_SCHEDULER_MONGODB_URI": settings.mongodb_uri,
+        "HERALD_SCHEDULER_MONGODB_DB": settings.mongodb_db,
+        "HERALD_SCHEDULER_AMQP_URL": settings.amqp_url.get_secret_value(),
+        "HERALD_SCHEDULER_EVENTS_EXCHANGE": settings.events_exchange,
+        "HERALD_SCHEDULER_DEAD_LETTER_EXCHANGE": settings.dead_letter_exchange,
+        "HERALD_SCHEDULER_LOG_JSON": "false",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    file = str(EXAMPLES / "campaigns" / "flash-sale.yaml")
+    # The CLI runs its own event loop (as in a container): run it in a thread.
+    code = await asyncio.to_thread(main, ["fire-campaign", "--file", file, "--run-id", "r-1"])
+    assert code == 0
+    code = await asyncio.to_thread(main, ["fire-campaign", "--file", file, "--dry-run"])
+    assert code == 0
+    await sink.drain()
+    fired = sink.of("campaign.fired")
+    first = fired[0]
+    assert (first.campaign, first.run_id, first.dry_run) == ("flash-sale", "r-1", False)
+    assert fired[1].dry_run and fired[1].run_id.startswith("flash-sale-")
+    assert fired[0].template.title == "{first_name}, flash sale in {favorite_category}!"
+
+    assert await asyncio.to_thread(main, ["sweep-orders", "--limit", "5"]) == 0
+    assert '"advanced": 0' in capsys.readouterr().out
+    assert await asyncio.to_thread(main, ["fire-campaign", "--name", "never-seen"]) == 2
