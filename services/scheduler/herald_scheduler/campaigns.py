@@ -134,9 +134,9 @@ def fired_from_definition(
         campaign=definition.id,
         namespace=definition.namespace or "default",
         run_id=run_id,
-        type=definition.type,  # type: ignore[arg-type]
-        audience=definition.audience or {},  # type: ignore[arg-type]
-        template=definition.template,  # type: ignore[arg-type]
+        type=definition.type,
+        audience=definition.audience or {},
+        template=definition.template,
         dry_run=dry_run,
         fired_at=at,
     )

@@ -97,8 +97,8 @@ def _events(
         OrderStatusChanged(
             order_id=order.id,
             user_id=order.user_id,
-            status=status,  # type: ignore[arg-type]
-            previous_status=previous,  # type: ignore[arg-type]
+            status=status,
+            previous_status=previous,
             items=[OrderItem(**i) for i in order.items],
             total=order.total,
             sequence=sequence,

@@ -360,7 +360,7 @@ def parse_resource(document: Any, source: str = "<input>") -> Resource:
             key, _, message = str(exc).partition(": ")
             raise ResourceError(source, message, field=f"spec.parameters.{key}", ref=ref) from exc
 
-    model: type[Resource] = NotificationCampaign if kind == "NotificationCampaign" else Schedule  # type: ignore[assignment]
+    model: type[Resource] = NotificationCampaign if kind == "NotificationCampaign" else Schedule
     try:
         return model.model_validate({**doc, "source": source})
     except ValidationError as exc:

@@ -41,7 +41,7 @@ def validate_parameters(task: str, parameters: dict[str, Any]) -> None:
         # bool is an int in Python; a batch size of "true" is still a mistake.
         if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
             raise ValueError(f"{key}: must be {expected.__name__}, got {value!r}")
-        if expected is int and value < 1:
+        if isinstance(value, int) and not isinstance(value, bool) and value < 1:
             raise ValueError(f"{key}: must be at least 1")
 
 
