@@ -8,6 +8,7 @@
 * ``generate-key [--out FILE]``: a new RSA private key (PEM) for
   ``HERALD_USERS_PRIVATE_KEY_PEM`` / ``_PRIVATE_KEY_FILE``.
 * ``jwks``: the JWKS the configured key yields.
+* ``serve``: run the service (same as ``python -m herald_users``).
 
 Configuration comes from the usual ``HERALD_USERS_*`` environment variables.
 """
@@ -69,6 +70,7 @@ def main(argv: Sequence[str] | None = None, settings: UsersSettings | None = Non
     key = sub.add_parser("generate-key", help="print (or write) a new RSA signing key")
     key.add_argument("--out", type=Path, help="write to this file (mode 600) instead of stdout")
     sub.add_parser("jwks", help="print the JWKS of the configured signing key")
+    sub.add_parser("serve", help="run the service")
     args = parser.parse_args(argv)
 
     try:
@@ -81,6 +83,11 @@ def main(argv: Sequence[str] | None = None, settings: UsersSettings | None = Non
                 print(f"wrote {args.out}")
             else:
                 sys.stdout.write(pem)
+            return 0
+        if args.command == "serve":
+            from herald_users.__main__ import main as serve
+
+            serve()
             return 0
         settings = settings or UsersSettings()
         if args.command == "jwks":

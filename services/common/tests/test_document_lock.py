@@ -1,0 +1,44 @@
+"""document_lock: concurrent updates of one document within a process lose nothing."""
+
+import threading
+
+import pymongo
+import pytest
+from herald_common.outbox import document_lock
+
+pytestmark = pytest.mark.integration
+
+
+def test_locked_updates_of_one_document_all_land(make_settings) -> None:
+    settings = make_settings()
+    client: pymongo.MongoClient = pymongo.MongoClient(settings.mongodb_uri, maxPoolSize=20)
+    try:
+        coll = client[settings.mongodb_db]["docs"]
+        coll.insert_one({"_id": "d", "revision": 1})
+
+        def writer(i: int) -> None:
+            # A compare-and-set on the revision, retried until it lands.
+            while True:
+                current = coll.find_one({"_id": "d"})["revision"]
+                with document_lock("docs", "d"):
+                    result = coll.update_one(
+                        {"_id": "d", "revision": current},
+                        {"$set": {f"f{i}": i}, "$inc": {"revision": 1}},
+                    )
+                if result.modified_count:
+                    return
+
+        threads = [threading.Thread(target=writer, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        doc = coll.find_one({"_id": "d"})
+        assert doc["revision"] == 9
+        assert all(doc[f"f{i}"] == i for i in range(8))
+    finally:
+        client.close()
+
+
+def test_same_document_same_lock() -> None:
+    assert document_lock("users", "u1") is document_lock("users", "u1")
