@@ -69,8 +69,11 @@ def user_registered(user_id: str, recommendations: bool = True) -> Envelope:
     return make_event(
         "user.registered",
         UserRegistered(
-            user_id=user_id, name="Ann", email=f"{user_id}@example.com",
-            preferences=Preferences(recommendations=recommendations), revision=1,
+            user_id=user_id,
+            name="Ann",
+            email=f"{user_id}@example.com",
+            preferences=Preferences(recommendations=recommendations),
+            revision=1,
             created_at=datetime.now(UTC),
         ),
         source="test",

@@ -41,8 +41,16 @@ def _model(catalog: dict[str, Product]):
     # Many shoppers buy the Ultrabook together with the Sleeve.
     for u in range(20):
         builder.add_user(
-            _session(u, f"s{u}", NOW - 3 * DAY, ("view", "lap-1"), ("purchase", "lap-1"),
-                     ("view", "bag-1"), ("add_to_cart", "bag-1"), ("purchase", "bag-1"))
+            _session(
+                u,
+                f"s{u}",
+                NOW - 3 * DAY,
+                ("view", "lap-1"),
+                ("purchase", "lap-1"),
+                ("view", "bag-1"),
+                ("add_to_cart", "bag-1"),
+                ("purchase", "bag-1"),
+            )
         )
     for u in range(20, 30):
         builder.add_user(_session(u, f"s{u}", NOW - DAY, ("view", "book-1"), ("view", "book-2")))
@@ -71,7 +79,12 @@ def test_never_recommends_what_was_bought_and_explains_co_purchase() -> None:
 def test_category_affinity_explains_recent_views() -> None:
     catalog = _catalog()
     history = _session(
-        1, "x", NOW - 2 * DAY, ("view", "lap-1"), ("view", "lap-2"), ("view", "lap-3"),
+        1,
+        "x",
+        NOW - 2 * DAY,
+        ("view", "lap-1"),
+        ("view", "lap-2"),
+        ("view", "lap-3"),
         ("purchase", "lap-1"),
     )
     recs = recommend(history, catalog_model(), catalog, NOW, limit=4)
@@ -85,8 +98,9 @@ def test_recency_decay_prefers_the_recent_interest() -> None:
     catalog = _catalog()
     old = _session(1, "a", NOW - 60 * DAY, *[("view", "book-1")] * 6)
     new = _session(1, "b", NOW - DAY, ("view", "tv-1"))
-    recs = recommend(old + new, catalog_model(), catalog, NOW, limit=3,
-                     params=Params(half_life_days=3))
+    recs = recommend(
+        old + new, catalog_model(), catalog, NOW, limit=3, params=Params(half_life_days=3)
+    )
     assert recs[0].product_id == "tv-1"
 
 
@@ -100,8 +114,10 @@ def test_cold_start_gets_popular_items_across_categories() -> None:
 
 def test_sessionize_by_id_or_by_pause() -> None:
     items = [
-        Interaction("a", "view", 0), Interaction("b", "view", 60),
-        Interaction("c", "view", 60 * 60 * 2), Interaction("d", "view", 10, "s1"),
+        Interaction("a", "view", 0),
+        Interaction("b", "view", 60),
+        Interaction("c", "view", 60 * 60 * 2),
+        Interaction("d", "view", 10, "s1"),
     ]
     sessions = sessionize(items, gap_minutes=30)
     assert sorted(sorted(i.product_id for i in s) for s in sessions) == [["a", "b"], ["c"], ["d"]]
@@ -110,8 +126,9 @@ def test_sessionize_by_id_or_by_pause() -> None:
 def test_split_holds_out_the_last_purchasing_session() -> None:
     history = (
         _session(1, "s1", NOW - 10 * DAY, ("view", "lap-1"), ("purchase", "lap-1"))
-        + _session(1, "s2", NOW - 5 * DAY, ("view", "bag-1"), ("purchase", "bag-1"),
-                   ("purchase", "bag-2"))
+        + _session(
+            1, "s2", NOW - 5 * DAY, ("view", "bag-1"), ("purchase", "bag-1"), ("purchase", "bag-2")
+        )
         + _session(1, "s3", NOW - DAY, ("view", "tv-1"))
     )
     train, held_out = split_last_purchases(history, 30)

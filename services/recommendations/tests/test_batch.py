@@ -30,8 +30,7 @@ def _seed(settings, registered) -> dict[str, str]:
             items = catalog[n * 5 : n * 5 + 4]
             bought[user] = items[0].id
             activities = [
-                Activity(user_id=user, kind="view", product_id=p.id, occurred_at=now)
-                for p in items
+                Activity(user_id=user, kind="view", product_id=p.id, occurred_at=now) for p in items
             ] + [Activity(user_id=user, kind="purchase", product_id=items[0].id, occurred_at=now)]
             ingest_batch(engine, f"seed-{user}", activities)
         apply_user_event(registered("u-in", recommendations=True).payload)
@@ -89,9 +88,18 @@ async def test_batch_stores_notifies_opted_in_once_and_is_rerunnable(
         # …until a user has new activity.
         connect_db(settings)
         engine = RecommendationEngine(settings)
-        ingest_batch(engine, "later", [Activity(user_id="u-out", kind="view",
-                                                product_id="p-00100",
-                                                occurred_at=datetime.now(UTC))])
+        ingest_batch(
+            engine,
+            "later",
+            [
+                Activity(
+                    user_id="u-out",
+                    kind="view",
+                    product_id="p-00100",
+                    occurred_at=datetime.now(UTC),
+                )
+            ],
+        )
         changed = await run_batch(settings, mode="changed")
         assert (changed.exit_code, changed.users, changed.notified) == (0, 1, 0)
     finally:

@@ -20,8 +20,12 @@ def _activities(user_id: str, *items: tuple[str, str], minutes_ago: float = 1) -
         "activity.recorded",
         ActivityRecorded(
             activities=[
-                Activity(user_id=user_id, kind=kind, product_id=pid,  # type: ignore[arg-type]
-                         occurred_at=start + timedelta(seconds=n))
+                Activity(
+                    user_id=user_id,
+                    kind=kind,
+                    product_id=pid,  # type: ignore[arg-type]
+                    occurred_at=start + timedelta(seconds=n),
+                )
                 for n, (kind, pid) in enumerate(items)
             ]
         ),
@@ -30,9 +34,11 @@ def _activities(user_id: str, *items: tuple[str, str], minutes_ago: float = 1) -
 
 
 async def _one_category(service) -> list[dict]:
-    catalog = (await service.client.get(
-        "/v1/products", params={"first": 300}, headers=service.token(service.issuer, "x")
-    )).json()
+    catalog = (
+        await service.client.get(
+            "/v1/products", params={"first": 300}, headers=service.token(service.issuer, "x")
+        )
+    ).json()
     category = catalog[0]["category"]
     return [p for p in catalog if p["category"] == category]
 
@@ -43,7 +49,9 @@ async def svc(service, issuer):
     return service
 
 
-async def test_ingest_refresh_store_explain_and_exclude_purchases(svc, broker_for, unique, registered):
+async def test_ingest_refresh_store_explain_and_exclude_purchases(
+    svc, broker_for, unique, registered
+):
     broker = await broker_for(svc.settings)
     requests: list[Envelope] = []
 
@@ -133,8 +141,12 @@ async def test_malformed_activity_is_dead_lettered_with_its_reason(svc, broker_f
     # Not a valid event at all: an unknown activity kind.
     bad = json.loads(_activities("u-bob", ("view", "p-00001")).to_bytes())
     bad["payload"]["activities"][0]["kind"] = "teleport"
-    await broker.publish_raw(json.dumps(bad).encode(), routing_key="activity.recorded",
-                             message_id=bad["id"], type_="activity.recorded")
+    await broker.publish_raw(
+        json.dumps(bad).encode(),
+        routing_key="activity.recorded",
+        message_id=bad["id"],
+        type_="activity.recorded",
+    )
     # A valid event with one activity for a product the catalog does not know.
     await broker.publish(_activities("u-bob", ("view", "p-00002"), ("view", "p-99999")))
     admin = svc.token(svc.issuer, "boss", admin=True)
