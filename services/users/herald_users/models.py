@@ -16,6 +16,8 @@ rotation and reuse detection, insert-only.
 
 from __future__ import annotations
 
+from typing import Any
+
 from herald_common.outbox import OutboxDocument
 from mongoengine import (
     DateTimeField,
@@ -41,7 +43,7 @@ class User(OutboxDocument):
     updated_at = DateTimeField(required=True)
     deleted_at = DateTimeField(null=True)
 
-    meta = {
+    meta: dict[str, Any] = {
         "collection": "users",
         "indexes": [{"fields": ["email"], "unique": True}],
         "auto_create_index": False,  # created once at startup, not on every save

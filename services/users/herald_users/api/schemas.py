@@ -99,4 +99,5 @@ def errors(*statuses: int) -> dict[int | str, dict[str, object]]:
 
 def domain(request: Request) -> UsersDomain:
     """FastAPI dependency: the service's domain object (set up in the lifespan)."""
-    return request.app.state.domain  # type: ignore[no-any-return]
+    users: UsersDomain = request.app.state.domain
+    return users
