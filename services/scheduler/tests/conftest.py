@@ -77,8 +77,8 @@ class Sink:
         return [p for p in self.of("notification.requested") if p.source != "test-marker"]
 
     async def drain(self, timeout: float = 15.0) -> None:
-        """Wait until everything published before this call has arrived: publish a
-        marker after it and wait for the marker (one queue keeps publish order)."""
+        """Wait until everything published before this call has arrived: send a marker
+        after it and wait for the marker (one queue keeps arrival order)."""
         marker = make_event(
             "notification.requested",
             NotificationRequested(
@@ -91,7 +91,10 @@ class Sink:
             ),
             source="test",
         )
-        await self.broker.publish(marker)
+        # Straight into the sink's queue (default exchange): works whatever it is bound to.
+        await self.broker.publish_raw(
+            marker.to_bytes(), exchange="", routing_key=self.queue, type_=marker.type
+        )
         await eventually(lambda: any(e.id == marker.id for e in self.events), timeout=timeout)
 
 
