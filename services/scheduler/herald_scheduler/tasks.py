@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
+import sys
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -77,7 +79,9 @@ class TaskOutcome:
 
 async def run_command(argv: list[str], *, timeout: float) -> TaskOutcome:
     """Run ``argv``; ``unavailable`` when its program is not installed here."""
-    program = shutil.which(argv[0])
+    # Console scripts of the same environment sit next to its interpreter, which need
+    # not be on PATH (e.g. a virtualenv used without activating it).
+    program = shutil.which(argv[0]) or shutil.which(argv[0], path=os.path.dirname(sys.executable))
     if program is None:
         return TaskOutcome("unavailable", f"command {argv[0]!r} is not installed (not on PATH)")
     proc = await asyncio.create_subprocess_exec(
