@@ -1,7 +1,9 @@
+
 """The service against the real servers: ingestion, incremental refresh, API, DLQ."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -103,6 +105,14 @@ async def test_ingest_refresh_store_explain_and_exclude_purchases(
         return await run_db(ActivityDoc.objects(user_id="u-ann").count) == 6
 
     await eventually(second_batch_in)
+
+    async def merged_into_profile():
+        # The raw log is written first, the per-user profile right after it.
+        user = await run_db(lambda: ActiveUser.objects(id="u-ann").first())
+        return len(user.recent) == 6
+
+    await eventually(merged_into_profile)
+    await asyncio.sleep(0.2)  # a duplicate merge, if any, would land now
     user = await run_db(lambda: ActiveUser.objects(id="u-ann").first())
     assert len(user.recent) == 6
 
