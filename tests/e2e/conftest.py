@@ -103,9 +103,16 @@ def herald(infra: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> I
     if own_vhost:
         env["HERALD_AMQP_URL"] = urlunparse(amqp._replace(path=f"/{vhost}"))
     else:
-        # No rabbitmqctl (external broker): separate exchanges at least.
+        # No rabbitmqctl (a broker we do not manage): separate exchanges and queues.
         env["HERALD_EVENTS_EXCHANGE"] = f"herald.events.e2e{run_id}"
         env["HERALD_DEAD_LETTER_EXCHANGE"] = f"herald.dlx.e2e{run_id}"
+        suffix = f"e2e{run_id}"
+        env["HERALD_NOTIFICATIONS_USERS_QUEUE"] = f"notifications.users.{suffix}"
+        env["HERALD_NOTIFICATIONS_REQUESTS_QUEUE"] = f"notifications.requests.{suffix}"
+        env["HERALD_RECOMMENDATIONS_ACTIVITY_QUEUE"] = f"recommendations.activity.{suffix}"
+        env["HERALD_RECOMMENDATIONS_USERS_QUEUE"] = f"recommendations.users.{suffix}"
+        env["HERALD_SCHEDULER_QUEUE_PREFIX"] = f"scheduler.{suffix}"
+        env["HERALD_GATEWAY_CACHE_QUEUE"] = f"gateway.cache.{suffix}"
     system = Herald(url=f"http://127.0.0.1:{env['HERALD_GATEWAY_PORT']}", run_dir=run_dir, env=env)
     try:
         system.up()

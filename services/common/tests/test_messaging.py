@@ -2,17 +2,16 @@
 
 import asyncio
 import json
-import subprocess
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from herald_common.events import Envelope, NotificationRequested, UserDeleted, make_event
 from herald_common.messaging import PermanentError
 from herald_testing import eventually
+from herald_testing.faults import TcpProxy
+from pydantic import SecretStr
 
 pytestmark = pytest.mark.integration
-INFRA_SH = Path(__file__).resolve().parents[3] / "dev" / "infra.sh"
 
 
 def _request(key: str) -> Envelope:
@@ -140,9 +139,18 @@ async def test_unroutable_events_are_kept(broker_for, make_settings):
 
 
 @pytest.mark.slow
-async def test_connection_drop_during_burst_loses_no_confirmed_message(broker_for, unique):
-    publisher = await broker_for(source=f"burst-pub-{unique}")
-    consumer_broker = await broker_for(publisher.settings, source=f"burst-sub-{unique}")
+async def test_connection_drop_during_burst_loses_no_confirmed_message(
+    broker_for, make_settings, unique
+):
+    # Both brokers reach RabbitMQ through a proxy that cuts every connection mid-burst,
+    # as a network failure or a broker restart would.
+    base = make_settings()
+    proxy = await TcpProxy.for_url(base.amqp_url.get_secret_value(), 5672).start()
+    settings = base.model_copy(
+        update={"amqp_url": SecretStr(proxy.url_through(base.amqp_url.get_secret_value()))}
+    )
+    publisher = await broker_for(settings, source=f"burst-pub-{unique}")
+    consumer_broker = await broker_for(settings, source=f"burst-sub-{unique}")
     received: set[str] = set()
 
     async def handler(event: Envelope) -> None:
@@ -152,7 +160,7 @@ async def test_connection_drop_during_burst_loses_no_confirmed_message(broker_fo
         f"burst.{unique}", ["notification.requested"], handler, prefetch=200
     )
     confirmed: list[str] = []
-    reconnects: list[object] = []
+    reconnects: list[int] = []
     publisher.connection.reconnect_callbacks.add(lambda *_: reconnects.append(1))
     consumer_broker.connection.reconnect_callbacks.add(lambda *_: reconnects.append(2))
     dropped = asyncio.Event()
@@ -169,19 +177,13 @@ async def test_connection_drop_during_burst_loses_no_confirmed_message(broker_fo
             after_drop += dropped.is_set()
 
     task = asyncio.create_task(burst())
-    await eventually(lambda: len(confirmed) >= 100)
-    # The broker drops every client connection mid-burst (as on a broker restart).
-    proc = await asyncio.create_subprocess_exec(
-        "bash",
-        str(INFRA_SH),
-        "rabbitmqctl",
-        "close_all_connections",
-        "test: connection drop",
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    assert await proc.wait() == 0
-    dropped.set()
-    await asyncio.wait_for(task, timeout=120)
-    assert 1 in reconnects and 2 in reconnects, "both connections were dropped and restored"
-    await eventually(lambda: received >= set(confirmed), timeout=60)
+    try:
+        await eventually(lambda: len(confirmed) >= 100)
+        assert proxy.drop_all() >= 2
+        dropped.set()
+        await asyncio.wait_for(task, timeout=120)
+        assert 1 in reconnects and 2 in reconnects, "both connections were cut and restored"
+        await eventually(lambda: received >= set(confirmed), timeout=60)
+    finally:
+        task.cancel()
+        await proxy.close()
