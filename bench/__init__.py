@@ -1,0 +1,1 @@
+"""Herald benchmarks (``make bench``); results are recorded in bench/RESULTS.md."""
