@@ -194,10 +194,18 @@ class Broker:
 
     async def close(self) -> None:
         for consumer in self._consumers:
-            await consumer.stop()
+            try:
+                await asyncio.wait_for(consumer.stop(), timeout=10)
+            except TimeoutError:
+                log.warning("consumer of %s did not stop in time", consumer.spec.name)
         self._consumers.clear()
         if self._connection is not None and not self._connection.is_closed:
-            await self._connection.close()
+            try:
+                # A robust connection that is reconnecting to an unreachable broker
+                # must not keep shutdown waiting.
+                await asyncio.wait_for(self._connection.close(), timeout=10)
+            except (TimeoutError, ConnectionError, OSError, aiormq.AMQPError):
+                log.warning("broker connection did not close cleanly", exc_info=True)
         self._connection = None
 
     # --- publishing ------------------------------------------------------------------

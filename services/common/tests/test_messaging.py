@@ -186,4 +186,6 @@ async def test_connection_drop_during_burst_loses_no_confirmed_message(
         await eventually(lambda: received >= set(confirmed), timeout=60)
     finally:
         task.cancel()
+        await consumer_broker.close()
+        await publisher.close()
         await proxy.close()
