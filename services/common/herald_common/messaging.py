@@ -508,15 +508,29 @@ class Consumer:
         self._tag = None
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        svc, queue = self.broker.source, self.spec.name
+        parsed = await self._parse(message)
+        if parsed is not None:
+            await self._handle(message, *parsed)
+
+    async def _parse(
+        self, message: AbstractIncomingMessage
+    ) -> tuple[dict[str, Any], Envelope[Any]] | None:
+        """The message's headers and event; a malformed message goes to the DLQ at once."""
         headers: dict[str, Any] = dict(message.headers or {})
-        type_ = message.type or "unknown"
         try:
-            event = parse_event(message.body)
+            return headers, parse_event(message.body)
         except InvalidEvent as exc:
             await self._dead_letter(message, headers, f"invalid event: {exc}", "invalid")
-            EVENTS_CONSUMED.labels(svc, queue, type_, "dead_lettered").inc()
-            return
+            EVENTS_CONSUMED.labels(
+                self.broker.source, self.spec.name, message.type or "unknown", "dead_lettered"
+            ).inc()
+            return None
+
+    async def _handle(
+        self, message: AbstractIncomingMessage, headers: dict[str, Any], event: Envelope[Any]
+    ) -> None:
+        """Run the handler for one event: ack on success, else retry or dead-letter."""
+        svc, queue = self.broker.source, self.spec.name
         set_correlation_id(event.correlation_id or str(event.id))
         started = time.perf_counter()
         try:
@@ -537,8 +551,16 @@ class Consumer:
             return
         finally:
             HANDLER_LATENCY.labels(svc, queue, event.type).observe(time.perf_counter() - started)
-        await message.ack()
+        await self._ack(message)
         EVENTS_CONSUMED.labels(svc, queue, event.type, "ok").inc()
+
+    async def _ack(self, message: AbstractIncomingMessage) -> None:
+        try:
+            await message.ack()
+        except Exception:
+            # The channel went away (reconnect): the broker redelivers the message and
+            # the idempotent handler absorbs the repeat.
+            log.warning("ack failed; the message will be redelivered", exc_info=True)
 
     async def _retry(
         self, message: AbstractIncomingMessage, headers: dict[str, Any], reason: str
@@ -661,17 +683,10 @@ class BatchConsumer(Consumer):
         await super().stop()
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        headers: dict[str, Any] = dict(message.headers or {})
-        try:
-            event = parse_event(message.body)
-        except InvalidEvent as exc:
-            await self._dead_letter(message, headers, f"invalid event: {exc}", "invalid")
-            EVENTS_CONSUMED.labels(
-                self.broker.source, self.spec.name, message.type or "unknown", "dead_lettered"
-            ).inc()
-            return
-        self._pending.append((message, headers, event))
-        self._arrived.set()
+        parsed = await self._parse(message)
+        if parsed is not None:
+            self._pending.append((message, *parsed))
+            self._arrived.set()
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -705,7 +720,7 @@ class BatchConsumer(Consumer):
     ) -> None:
         svc, queue = self.broker.source, self.spec.name
         if len(batch) == 1:
-            await self._process_one(*batch[0])
+            await self._handle(*batch[0])
             return
         set_correlation_id(batch[0][2].correlation_id or str(batch[0][2].id))
         started = time.perf_counter()
@@ -719,45 +734,10 @@ class BatchConsumer(Consumer):
                 exc_info=True,
             )
             for item in batch:
-                await self._process_one(*item)
+                await self._handle(*item)
             return
         finally:
             HANDLER_LATENCY.labels(svc, queue, "batch").observe(time.perf_counter() - started)
         for message, _, event in batch:
             await self._ack(message)
             EVENTS_CONSUMED.labels(svc, queue, event.type, "ok").inc()
-
-    async def _process_one(
-        self, message: AbstractIncomingMessage, headers: dict[str, Any], event: Envelope[Any]
-    ) -> None:
-        svc, queue = self.broker.source, self.spec.name
-        set_correlation_id(event.correlation_id or str(event.id))
-        started = time.perf_counter()
-        try:
-            await self.batch_handler([event])
-        except PermanentError as exc:
-            EVENTS_FAILED.labels(svc, queue, event.type).inc()
-            await self._dead_letter(message, headers, f"{type(exc).__name__}: {exc}", "permanent")
-            EVENTS_CONSUMED.labels(svc, queue, event.type, "dead_lettered").inc()
-            return
-        except Exception as exc:
-            EVENTS_FAILED.labels(svc, queue, event.type).inc()
-            log.warning(
-                "handler failed",
-                extra={"queue": queue, "event_type": event.type, "event_id": str(event.id)},
-                exc_info=True,
-            )
-            await self._retry(message, headers, f"{type(exc).__name__}: {exc}")
-            return
-        finally:
-            HANDLER_LATENCY.labels(svc, queue, event.type).observe(time.perf_counter() - started)
-        await self._ack(message)
-        EVENTS_CONSUMED.labels(svc, queue, event.type, "ok").inc()
-
-    async def _ack(self, message: AbstractIncomingMessage) -> None:
-        try:
-            await message.ack()
-        except Exception:
-            # The channel went away (reconnect): the broker redelivers the message and
-            # the idempotent handler absorbs the repeat.
-            log.warning("ack failed; the message will be redelivered", exc_info=True)
