@@ -36,7 +36,7 @@ def free_port() -> int:
 
 def _script(script: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 600):
     """Run one of the repository's own dev scripts (fixed paths, no user input)."""
-    return subprocess.run(  # noqa: S603
+    return subprocess.run(
         ["/bin/bash", str(script), *args],
         env=env,
         capture_output=True,

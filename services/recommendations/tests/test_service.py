@@ -1,4 +1,3 @@
-
 """The service against the real servers: ingestion, incremental refresh, API, DLQ."""
 
 from __future__ import annotations
