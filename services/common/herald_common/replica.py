@@ -63,7 +63,14 @@ def apply_user_event(payload: UserRegistered | UserPreferencesUpdated | UserDele
             upsert=True,
         )
     except DuplicateKeyError:
-        return False  # the stored revision is newer or equal: this event is stale
+        # The stored revision is newer or equal: this event is stale. A late
+        # user.registered still carries what only it knows (creation time, roles).
+        if isinstance(payload, UserRegistered):
+            _coll().update_one(
+                {"_id": payload.user_id, "created_at": {"$exists": False}},
+                {"$set": {"created_at": payload.created_at, "roles": payload.roles}},
+            )
+        return False
     return bool(result.modified_count or result.upserted_id is not None)
 
 
