@@ -222,7 +222,7 @@ class CampaignSpec(_Camel):
 class ScheduleSpec(_Camel):
     """``spec`` of a Schedule."""
 
-    task: Literal["order-sweep", "recommendation-batch", "digest"]
+    task: Literal["order-sweep", "recommendation-batch"]
     schedule: str
     time_zone: str = Field(default="UTC", alias="timeZone")
     parameters: dict[str, Any] = Field(default_factory=dict)

@@ -10,7 +10,6 @@ Parameters per task (``spec.parameters``):
   many orders per run).
 * ``recommendation-batch``: ``changedSinceLastRun`` (bool, default true: only users
   whose activity changed since the last batch).
-* ``digest``: none.
 """
 
 from __future__ import annotations
@@ -28,7 +27,6 @@ log = logging.getLogger(__name__)
 _PARAMETERS: dict[str, dict[str, type]] = {
     "order-sweep": {"batchSize": int, "limit": int},
     "recommendation-batch": {"changedSinceLastRun": bool},
-    "digest": {},
 }
 
 
@@ -63,8 +61,6 @@ def task_command(task: str, parameters: dict[str, Any] | None = None) -> list[st
         if params.get("changedSinceLastRun", True):
             argv.append("--changed-since-last-run")
         return argv
-    if task == "digest":
-        return ["herald-notifications", "digest"]
     raise ValueError(f"unknown task {task!r}")
 
 
