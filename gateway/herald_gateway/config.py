@@ -42,5 +42,7 @@ class GatewaySettings(HeraldSettings):
 
     graphiql: bool = True
     websocket_ack_timeout_seconds: float = Field(default=10.0, gt=0)
+    # How often an authenticated WebSocket re-checks its token (deny-list: logout).
+    websocket_token_recheck_seconds: float = Field(default=30.0, gt=0)
     # Behind an ingress, the first X-Forwarded-For entry is the client (for rate limits).
     trust_forwarded_for: bool = False

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from herald_common.redis_client import user_channel
+from herald_common.redis_client import revoked_key, user_channel
 from herald_testing import eventually
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from .conftest import token
+from .conftest import ISSUER, token
 
 pytestmark = pytest.mark.integration
 
@@ -148,3 +149,78 @@ async def test_legacy_graphql_ws_protocol(gateway_factory, unique) -> None:
         assert msg["type"] == "data" and msg["payload"]["data"]["notificationAdded"]["id"] == "n2"
         await ws.send(json.dumps({"id": "1", "type": "stop"}))
         await ws.send(json.dumps({"type": "connection_terminate"}))
+
+
+def expiring_token(user: str, seconds: int = 2) -> str:
+    """A valid access token whose ``exp`` is about ``seconds`` from now."""
+    issued = datetime.now(UTC) - timedelta(minutes=10)
+    value, _ = ISSUER.issue(user, ttl=timedelta(minutes=10, seconds=seconds), now=issued)
+    return value
+
+
+async def _subscribed(gw, url: str, protocol: str, user: str, bearer: str):
+    """An open socket with a live ``notificationAdded`` subscription (id ``s1``)."""
+    ws = await connect(url, subprotocols=[protocol])
+    legacy = protocol == "graphql-ws"
+    await ws.send(
+        json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {bearer}"}})
+    )
+    assert (await recv(ws))["type"] == "connection_ack"
+    if legacy:
+        assert (await recv(ws))["type"] == "ka"
+    start = "start" if legacy else "subscribe"
+    await ws.send(json.dumps({"id": "s1", "type": start, "payload": {"query": SUB}}))
+    await eventually(lambda: _subscribers(gw, user_channel(user)), timeout=10)
+    return ws
+
+
+async def test_transport_ws_closes_when_the_token_expires(gateway_factory, unique) -> None:
+    gw = await gateway_factory()
+    user = f"exp-{unique}"
+    url = gw.url.replace("http", "ws") + "/graphql"
+    ws = await _subscribed(gw, url, "graphql-transport-ws", user, expiring_token(user))
+    async with ws:
+        with pytest.raises(ConnectionClosed) as info:
+            await recv(ws)
+        assert info.value.rcvd.code == 4401
+        assert info.value.rcvd.reason == "Unauthorized: token expired"
+    await eventually(lambda: _no_subscribers(gw, user_channel(user)), timeout=10)
+
+
+async def test_transport_ws_closes_when_the_token_is_revoked(gateway_factory, unique) -> None:
+    gw = await gateway_factory(websocket_token_recheck_seconds=0.1)
+    user = f"rev-{unique}"
+    url = gw.url.replace("http", "ws") + "/graphql"
+    bearer, claims = ISSUER.issue(user, ttl=timedelta(minutes=10))
+    ws = await _subscribed(gw, url, "graphql-transport-ws", user, bearer)
+    async with ws:
+        # Several re-checks of a valid token leave the connection alone.
+        await asyncio.sleep(0.5)
+        await ws.send(json.dumps({"type": "ping"}))
+        assert await recv(ws) == {"type": "pong"}
+        # Logout puts the token's jti on the deny-list.
+        await gw.gateway.redis.set(revoked_key(claims["jti"]), "1", ex=60)
+        with pytest.raises(ConnectionClosed) as info:
+            await recv(ws)
+        assert info.value.rcvd.code == 4401
+        assert info.value.rcvd.reason == "Unauthorized: token revoked"
+    await eventually(lambda: _no_subscribers(gw, user_channel(user)), timeout=10)
+
+
+async def test_legacy_graphql_ws_reports_then_closes_on_expiry(gateway_factory, unique) -> None:
+    gw = await gateway_factory()
+    user = f"legacy-exp-{unique}"
+    url = gw.url.replace("http", "ws") + "/graphql"
+    ws = await _subscribed(gw, url, "graphql-ws", user, expiring_token(user))
+    async with ws:
+        message = await recv(ws)
+        assert message["type"] == "connection_error"
+        assert message["payload"]["extensions"]["code"] == "UNAUTHENTICATED"
+        message = await recv(ws)
+        assert message["type"] == "error" and message["id"] == "s1"
+        assert message["payload"]["extensions"]["code"] == "UNAUTHENTICATED"
+        with pytest.raises(ConnectionClosed) as info:
+            await recv(ws)
+        assert info.value.rcvd.code == 4401
+        assert info.value.rcvd.reason == "Unauthorized: token expired"
+    await eventually(lambda: _no_subscribers(gw, user_channel(user)), timeout=10)

@@ -5,6 +5,10 @@ comes from the ``connection_init`` payload (``authorization``: ``Bearer <token>`
 ``token``/``accessToken``) or the upgrade request's ``Authorization`` header. Each
 operation gets its own context (loaders) with the connection's identity, and passes
 the same checks as over HTTP (shape, parsing, depth/complexity, rate limit).
+
+A connection authenticated at ``connection_init`` lives only as long as its token: it
+is closed with 4401 when the token's ``exp`` passes, or when a periodic re-check
+(``websocket_token_recheck_seconds``; the Redis deny-list) finds it revoked.
 """
 
 from __future__ import annotations
@@ -13,8 +17,11 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from typing import Any
 
+from herald_common.auth import Principal
+from herald_common.errors import Unauthenticated
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from herald_gateway.context import RequestContext, authenticate
@@ -42,6 +49,14 @@ def _token_of(payload: Any) -> str | None:
     return None
 
 
+def _rejection(message: str) -> str:
+    """The close reason's tail for a token that no longer verifies."""
+    for word in ("revoked", "expired"):
+        if word in message:
+            return f"token {word}"
+    return "token rejected"
+
+
 class _Session:
     """One WebSocket connection and its running operations."""
 
@@ -54,6 +69,7 @@ class _Session:
         self.ops: dict[str, asyncio.Task[None]] = {}
         self._send_lock = asyncio.Lock()
         self._closed = False
+        self._token_watch: asyncio.Task[None] | None = None
 
     # --- plumbing --------------------------------------------------------------------
 
@@ -97,6 +113,8 @@ class _Session:
             pass
         finally:
             self._closed = True
+            if self._token_watch is not None:
+                self._token_watch.cancel()
             for task in list(self.ops.values()):
                 task.cancel()
             if self.ops:
@@ -145,9 +163,46 @@ class _Session:
         # Other failures (e.g. the signing keys cannot be fetched) surface per operation.
         ctx.forwarded_for = self.ws.client.host if self.ws.client else None
         self.base = ctx
+        if ctx.principal is not None and ctx.token is not None:
+            self._token_watch = asyncio.create_task(self.watch_token(ctx.principal, ctx.token))
         await self.send({"type": "connection_ack"})
         if self.legacy:
             await self.send({"type": "ka"})
+
+    # --- token lifetime --------------------------------------------------------------
+
+    async def watch_token(self, principal: Principal, token: str) -> None:
+        """End the connection when its token expires or is revoked."""
+        interval = self.gateway.settings.websocket_token_recheck_seconds
+        while not self._closed:
+            remaining = principal.expires_at - time.time()
+            if remaining <= 0:
+                await self.end_unauthorized("token expired")
+                return
+            await asyncio.sleep(min(interval, remaining))
+            if self._closed or time.time() >= principal.expires_at:
+                continue
+            try:
+                await self.gateway.verifier.verify(token)
+            except Unauthenticated as exc:
+                await self.end_unauthorized(_rejection(exc.message))
+                return
+            except Exception:
+                # E.g. Redis is down: keep serving and try again at the next re-check.
+                log.warning("websocket token re-check failed", exc_info=True)
+
+    async def end_unauthorized(self, why: str) -> None:
+        """Close with 4401 so the client re-authenticates and reconnects."""
+        if self._closed:
+            return
+        if self.legacy:
+            error = {"message": why, "extensions": {"code": "UNAUTHENTICATED"}}
+            await self.send({"type": "connection_error", "payload": error})
+            for op_id in list(self.ops):
+                await self.send({"type": "error", "id": op_id, "payload": error})
+        await self.close(4401, f"Unauthorized: {why}")
+        for task in list(self.ops.values()):
+            task.cancel()
 
     async def on_subscribe(self, message: dict[str, Any]) -> None:
         if self.base is None:
