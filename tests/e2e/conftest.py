@@ -95,6 +95,8 @@ def herald(infra: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> I
         "HERALD_SEED_PRODUCTS": "120",
         "HERALD_SEED_EVENTS": "1500",
         "HERALD_GATEWAY_HOST": "127.0.0.1",
+        # A loaded 2-core CI machine can be slow; give internal calls room.
+        "HERALD_GATEWAY_SERVICE_TIMEOUT_SECONDS": "15",
         "HERALD_GATEWAY_REDIS_PREFIX": f"herald:gw:e2e{run_id}",
         "HERALD_ENVIRONMENT": "local",
     }
