@@ -52,7 +52,7 @@ test-fast: venv
 
 lint: venv
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy services/common/herald_common
+	$(VENV)/bin/mypy services/common/herald_common services/*/herald_* gateway/herald_gateway
 
 bench: venv infra
 	$(PY) -m bench $(BENCH_ARGS)

@@ -95,15 +95,13 @@ def test_ruff_is_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_shared_library_type_checks() -> None:
+def test_packages_type_check() -> None:
+    packages = [
+        ROOT / "services/common/herald_common",
+        *(folder / f"herald_{name}" for name, folder in COMPONENTS.items()),
+    ]
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mypy",
-            "--no-incremental",
-            str(ROOT / "services/common/herald_common"),
-        ],
+        [sys.executable, "-m", "mypy", "--no-incremental", *map(str, packages)],
         capture_output=True,
         text=True,
         check=False,

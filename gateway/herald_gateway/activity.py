@@ -87,7 +87,7 @@ async def track_activity(
         activities.append(
             Activity(
                 user_id=user.user_id,
-                kind=str(event["kind"]).lower(),  # type: ignore[arg-type]
+                kind=str(event["kind"]).lower(),
                 product_id=event["productId"],
                 occurred_at=occurred_at,
                 quantity=quantity,

@@ -68,7 +68,10 @@ async def get_engine() -> Engine:
 
 def parse(engine: Engine, query: str) -> tuple[Any, list[Any]]:
     """Parse and validate (cached by query text): ``(document, errors)``."""
-    return engine._cached_parse_and_validate_query(query, engine._schema)
+    # Tartiflette's own parse-and-validate cache; its attribute is typed Optional.
+    parse_and_validate = engine._cached_parse_and_validate_query
+    assert parse_and_validate is not None, "engine not built"
+    return parse_and_validate(query, engine._schema)
 
 
 def operation_type(document: Any, operation_name: str | None) -> str | None:

@@ -81,7 +81,7 @@ def outbox_update(*events: Envelope[Any]) -> dict[str, Any]:
 class OutboxDocument(Document):
     """Base for documents whose changes publish events."""
 
-    meta = {"abstract": True}
+    meta: dict[str, Any] = {"abstract": True}
 
     outbox = ListField(DictField(), default=list)
     outbox_pending = BooleanField(default=False)

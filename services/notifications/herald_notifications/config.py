@@ -25,7 +25,7 @@ class NotificationsSettings(HeraldSettings):
 
     # Delivery policy.
     quiet_hours_types: list[NotificationType] = Field(
-        default_factory=lambda: ["promotion", "recommendation"]
+        default_factory=lambda: list[NotificationType](["promotion", "recommendation"])
     )
     unknown_user_recheck_seconds: float = Field(default=10.0, gt=0)
     unknown_user_grace_seconds: float = Field(default=3600.0, ge=0)

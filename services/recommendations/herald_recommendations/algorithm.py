@@ -223,7 +223,9 @@ class CooccurrenceBuilder:
         vals = np.concatenate([self._vals, *self._buf_vals])
         self._buf_keys, self._buf_vals, self._buffered = [], [], 0
         self._keys, inverse = np.unique(keys, return_inverse=True)
-        self._vals = np.bincount(inverse, weights=vals, minlength=len(self._keys))
+        self._vals = np.bincount(inverse, weights=vals, minlength=len(self._keys)).astype(
+            np.float64
+        )
 
     @property
     def distinct_pairs(self) -> int:

@@ -175,7 +175,7 @@ async def _publish(
                         Activity(
                             user_id=user_id,
                             kind=item.kind,
-                            product_id=item.product_id,  # type: ignore[arg-type]
+                            product_id=item.product_id,
                             occurred_at=datetime.fromtimestamp(item.at, UTC),
                             session_id=item.session_id,
                             product_name=product.name,

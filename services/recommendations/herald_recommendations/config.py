@@ -52,9 +52,6 @@ class RecommendationsSettings(HeraldSettings):
     # Per user, the newest activities kept for scoring (the raw log keeps everything).
     max_user_activities: int = Field(default=1000, ge=10, le=100_000)
 
-    # Per user, the newest activities kept for scoring (the raw log keeps everything).
-    max_user_activities: int = Field(default=1000, ge=10, le=100_000)
-
     # Batch job.
     batch_page_size: int = Field(default=500, ge=1, le=10_000)
     activity_future_tolerance_seconds: float = Field(default=300.0, ge=0)

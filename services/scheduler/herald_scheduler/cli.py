@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import logging
 import signal
@@ -225,7 +226,8 @@ class RuntimeActions:
                 continue
             spec = c.spec
             await run_db(
-                lambda c=c, spec=spec: store_definition(
+                functools.partial(
+                    store_definition,
                     name=c.name,
                     namespace=c.metadata.namespace,
                     type_=spec.type,
