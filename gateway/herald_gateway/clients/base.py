@@ -159,7 +159,7 @@ class ServiceClient:
                 if service_code and service_code != "CONFLICT":
                     code = service_code
         except ValueError:
-            pass
+            pass  # not a JSON error body: the status code alone decides the GraphQL code
         retry_after = None
         if response.status_code == 429:
             try:

@@ -110,7 +110,7 @@ class _Session:
             while not self._closed:
                 await self.handle(await self.ws.receive_text())
         except WebSocketDisconnect:
-            pass
+            pass  # the client went away: clean up below
         finally:
             self._closed = True
             if self._token_watch is not None:

@@ -57,6 +57,7 @@ from herald_common.metrics import (
     HANDLER_LATENCY,
 )
 from herald_common.settings import HeraldSettings
+from herald_common.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -671,13 +672,8 @@ class BatchConsumer(Consumer):
         await super().start()
 
     async def stop(self) -> None:
-        if self._flusher is not None:
-            self._flusher.cancel()
-            try:
-                await self._flusher
-            except asyncio.CancelledError:
-                pass
-            self._flusher = None
+        await cancel_and_wait(self._flusher)
+        self._flusher = None
         # Unacknowledged messages still buffered return to the queue with the channel.
         self._pending.clear()
         await super().stop()

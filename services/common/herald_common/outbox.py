@@ -34,6 +34,7 @@ from herald_common.db import run_db
 from herald_common.events import Envelope
 from herald_common.messaging import H_CORRELATION, Broker
 from herald_common.metrics import OUTBOX_PENDING, OUTBOX_RELAYED
+from herald_common.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -195,9 +196,5 @@ class OutboxRelay:
             # The flag ends the loop even if a cancellation gets lost in a library.
             self._stopping = True
             self._wake.set()
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await cancel_and_wait(self._task)
             self._task = None

@@ -25,6 +25,7 @@ from herald_common.events import Envelope, NotificationRequested, UserDeleted, u
 from herald_common.messaging import PermanentError
 from herald_common.redis_client import user_channel
 from herald_common.replica import handle_user_event
+from herald_common.tasks import cancel_and_wait, start_periodic
 
 from herald_notifications.config import NotificationsSettings
 from herald_notifications.decisions import DeliveryPolicy
@@ -121,38 +122,16 @@ class NotificationService:
         return await run_db(purge, now or self.now(), self.settings.retention_days)
 
     def start_sweeps(self) -> None:
-        self._tasks.append(
-            asyncio.create_task(
-                self._every(self.settings.sweep_interval_seconds, self.release_due), name="release"
-            )
-        )
-        self._tasks.append(
-            asyncio.create_task(
-                self._every(self.settings.retention_sweep_interval_seconds, self.purge),
-                name="retention",
-            )
-        )
+        self._tasks += [
+            start_periodic(self.settings.sweep_interval_seconds, self.release_due, name="release"),
+            start_periodic(
+                self.settings.retention_sweep_interval_seconds, self.purge, name="retention"
+            ),
+        ]
 
     async def stop_sweeps(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(*self._tasks)
         self._tasks.clear()
-
-    @staticmethod
-    async def _every(interval: float, job: Callable[[], Any]) -> None:
-        while True:
-            try:
-                await job()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("periodic sweep failed; trying again next round")
-            await asyncio.sleep(interval)
 
     # --- after a write ---------------------------------------------------------------------
 

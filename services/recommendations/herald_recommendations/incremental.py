@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 
 from herald_common.db import run_db
 from herald_common.events import Activity
+from herald_common.tasks import cancel_and_wait
 
 from herald_recommendations import storage
 from herald_recommendations.engine import RecommendationEngine
@@ -95,8 +96,5 @@ class IncrementalRefresher:
         )
 
     async def stop(self) -> None:
-        tasks = list(self._pending.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(*self._pending.values())
         self._pending.clear()

@@ -200,7 +200,7 @@ def _claim(
     try:
         coll.insert_one({"_id": key, **_new_run_fields(fired, now, owner, now + lease)})
     except DuplicateKeyError:
-        pass
+        pass  # the run exists (a redelivery or a second firing): take it over below
     else:
         return coll.find_one({"_id": key})
     doc = coll.find_one({"_id": key})

@@ -227,7 +227,7 @@ def place_order(
     try:
         order.save(force_insert=True)
     except NotUniqueError:
-        pass
+        pass  # a redelivery already created this order view; the transition is what counts
     return new
 
 

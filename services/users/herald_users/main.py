@@ -8,8 +8,7 @@ key (no JWKS round trip to itself).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,6 +18,7 @@ from herald_common.app import create_app as create_herald_app
 from herald_common.auth import TokenIssuer, TokenVerifier
 from herald_common.db import run_db
 from herald_common.runtime import ServiceRuntime
+from herald_common.tasks import cancel_and_wait, start_periodic
 
 from herald_users import __version__
 from herald_users.api import auth_router, jwks_router, users_router
@@ -42,17 +42,10 @@ Accounts, authentication and notification preferences of Herald.
 """
 
 
-async def _sweep_forever(users: UsersDomain, interval: float) -> None:
-    while True:
-        try:
-            removed = await users.sweep()
-            if removed:
-                log.info("expired refresh tokens removed", extra={"count": removed})
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("refresh token sweep failed; retrying later")
-        await asyncio.sleep(interval)
+async def _sweep_refresh_tokens(users: UsersDomain) -> None:
+    removed = await users.sweep()
+    if removed:
+        log.info("expired refresh tokens removed", extra={"count": removed})
 
 
 def create_app(settings: UsersSettings | None = None, *, clock: Clock | None = None) -> FastAPI:
@@ -107,15 +100,15 @@ def create_app(settings: UsersSettings | None = None, *, clock: Clock | None = N
                 settings.admin_password.get_secret_value(),
                 settings.admin_name,
             )
-        sweeper = asyncio.create_task(
-            _sweep_forever(users, settings.refresh_sweep_interval_seconds), name="refresh-sweep"
+        sweeper = start_periodic(
+            settings.refresh_sweep_interval_seconds,
+            functools.partial(_sweep_refresh_tokens, users),
+            name="refresh-sweep",
         )
         try:
             yield
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            await cancel_and_wait(sweeper)
             await runtime.stop()
 
     app = create_herald_app(

@@ -136,7 +136,7 @@ def revoke_sessions(
                 family=family, user_id=user_id, reason=reason, revoked_at=now, expires_at=until
             ).save(force_insert=True)
         except NotUniqueError:
-            pass
+            pass  # the session was already revoked: revocation is idempotent
     return list(RefreshToken.objects(family__in=families)) if families else []
 
 
