@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -37,27 +36,6 @@ from herald_common.metrics import OUTBOX_PENDING, OUTBOX_RELAYED
 from herald_common.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
-
-
-_LOCK_STRIPES = 256
-_LOCKS = [threading.Lock() for _ in range(_LOCK_STRIPES)]
-
-
-def document_lock(collection: str, doc_id: Any) -> threading.Lock:
-    """A process-wide lock for the writes to one document (hold it in a worker thread).
-
-    FerretDB 1.x applies an update as read-modify-write without isolation: two
-    concurrent updates of one document can lose one of them, and a filtered update is
-    no compare-and-set. The relay holds this lock for its updates; a service that
-    updates outbox documents holds it around its own update (or read-check-update), so
-    within one process they never interleave. A real MongoDB does not need it.
-    """
-    return _LOCKS[hash((collection, str(doc_id))) % _LOCK_STRIPES]
-
-
-def _update_locked(coll: Any, doc_id: Any, update: dict[str, Any], **extra: Any) -> Any:
-    with document_lock(coll.name, doc_id):
-        return coll.update_one({"_id": doc_id, **extra}, update)
 
 
 def outbox_entry(event: Envelope[Any]) -> dict[str, Any]:
@@ -148,16 +126,16 @@ class OutboxRelay:
                         # Pull the exact stored entry: FerretDB's $pull matches whole
                         # values only (a {"id": ...} condition would remove nothing and
                         # the event would be republished on every pass).
-                        await run_db(_update_locked, coll, doc["_id"], {"$pull": {"outbox": entry}})
+                        await run_db(
+                            coll.update_one, {"_id": doc["_id"]}, {"$pull": {"outbox": entry}}
+                        )
                         OUTBOX_RELAYED.labels(self.broker.source, entry["type"]).inc()
                         published += 1
                     # Only clear the flag if nothing new was staged meanwhile.
                     await run_db(
-                        _update_locked,
-                        coll,
-                        doc["_id"],
+                        coll.update_one,
+                        {"_id": doc["_id"], "outbox": {"$size": 0}},
                         {"$set": {"outbox_pending": False}},
-                        outbox={"$size": 0},
                     )
                 if len(docs) < self.batch_size:
                     break

@@ -6,9 +6,8 @@ the event carrying the new revision (:func:`herald_common.outbox.outbox_update`)
 concurrent change makes the condition fail and the caller recomputes; so revision order
 and event order are the order of the stored states.
 
-FerretDB 1.x (local runs and tests) updates without isolation, so user updates also
-hold :func:`herald_common.outbox.document_lock` (shared with the outbox relay), and the
-refresh-token state is insert-only: unique ids decide races there.
+The refresh-token state is insert-only: unique ids decide races there, on any
+MongoDB-compatible server.
 """
 
 from __future__ import annotations
@@ -18,14 +17,10 @@ from typing import Any, Literal
 
 from herald_common.errors import Conflict
 from herald_common.events import Envelope
-from herald_common.outbox import document_lock, outbox_update
+from herald_common.outbox import outbox_update
 from mongoengine.errors import NotUniqueError
 
 from herald_users.models import RefreshToken, RefreshTokenUse, RevokedSession, User
-
-
-def _lock(user_id: str) -> Any:
-    return document_lock(User._get_collection_name(), user_id)
 
 
 def find_by_email(email: str) -> User | None:
@@ -92,8 +87,7 @@ def set_credentials(
     if roles is not None:
         update["set__roles"] = roles
     if update:
-        with _lock(user_id):
-            User.objects(id=user_id, deleted_at=None).update_one(**update)
+        User.objects(id=user_id, deleted_at=None).update_one(**update)
 
 
 # --- refresh tokens -----------------------------------------------------------------------

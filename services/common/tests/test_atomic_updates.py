@@ -1,15 +1,16 @@
-"""document_lock: concurrent updates of one document within a process lose nothing."""
+"""Single-document atomicity on the MongoDB-compatible server: concurrent
+compare-and-set updates of one document lose nothing (the outbox and the services' revision
+checks rely on it)."""
 
 import threading
 
 import pymongo
 import pytest
-from herald_common.outbox import document_lock
 
 pytestmark = pytest.mark.integration
 
 
-def test_locked_updates_of_one_document_all_land(make_settings) -> None:
+def test_concurrent_updates_of_one_document_all_land(make_settings) -> None:
     settings = make_settings()
     client: pymongo.MongoClient = pymongo.MongoClient(settings.mongodb_uri, maxPoolSize=20)
     try:
@@ -20,11 +21,10 @@ def test_locked_updates_of_one_document_all_land(make_settings) -> None:
             # A compare-and-set on the revision, retried until it lands.
             while True:
                 current = coll.find_one({"_id": "d"})["revision"]
-                with document_lock("docs", "d"):
-                    result = coll.update_one(
-                        {"_id": "d", "revision": current},
-                        {"$set": {f"f{i}": i}, "$inc": {"revision": 1}},
-                    )
+                result = coll.update_one(
+                    {"_id": "d", "revision": current},
+                    {"$set": {f"f{i}": i}, "$inc": {"revision": 1}},
+                )
                 if result.modified_count:
                     return
 
@@ -38,7 +38,3 @@ def test_locked_updates_of_one_document_all_land(make_settings) -> None:
         assert all(doc[f"f{i}"] == i for i in range(8))
     finally:
         client.close()
-
-
-def test_same_document_same_lock() -> None:
-    assert document_lock("users", "u1") is document_lock("users", "u1")
