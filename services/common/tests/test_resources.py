@@ -6,17 +6,17 @@ from pathlib import Path
 
 import pytest
 import yaml
-from herald_scheduler.resources import (
+from herald_common.resources import (
     CRD_FILES,
     NotificationCampaign,
     ResourceError,
     Schedule,
-    crd_text,
+    from_object,
     load_directories,
     load_file,
     load_text,
-    openapi_schema,
 )
+from herald_common.resources.schema import crd_text, openapi_schema
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -198,3 +198,49 @@ def test_schema_is_taken_from_the_crd() -> None:
         "promotion",
         "recommendation",
     ]
+
+
+@pytest.mark.parametrize("kind", list(CRD_FILES))
+def test_every_spec_field_is_documented_for_kubectl_explain(kind: str) -> None:
+    undocumented: list[str] = []
+
+    def walk(node: dict, path: str) -> None:
+        for name, sub in (node.get("properties") or {}).items():
+            if not sub.get("description"):
+                undocumented.append(f"{path}.{name}")
+            walk(sub, f"{path}.{name}")
+
+    walk(openapi_schema(kind)["properties"]["spec"], "spec")
+    assert undocumented == []
+
+
+def test_cluster_objects_load_without_server_metadata_or_status() -> None:
+    body = {
+        "apiVersion": "herald.io/v1alpha1",
+        "kind": "NotificationCampaign",
+        "metadata": {
+            "name": "spring-sale",
+            "namespace": "shop",
+            "uid": "0c6f-42",
+            "generation": 3,
+            "resourceVersion": "981",
+            "creationTimestamp": "2030-01-01T00:00:00Z",
+            "managedFields": [{"manager": "kubectl"}],
+            "annotations": {"herald.io/run-now": "true"},
+        },
+        "spec": yaml.safe_load(CAMPAIGN)["spec"],
+        "status": {"observedGeneration": 2},
+    }
+    campaign = from_object(body)
+    assert isinstance(campaign, NotificationCampaign)
+    assert (campaign.namespace, campaign.metadata.uid, campaign.metadata.generation) == (
+        "shop",
+        "0c6f-42",
+        3,
+    )
+    assert campaign.source == "<cluster>"
+    # What the API server cannot check is checked here, naming the field.
+    body["spec"]["template"]["title"] = "Hi {coupon}"
+    with pytest.raises(ResourceError) as caught:
+        from_object(body)
+    assert caught.value.reason.startswith("spec.template.title: unknown variable {coupon}")

@@ -40,6 +40,7 @@ from herald_common.events import CampaignFired, Envelope, NotificationRequested,
 from herald_common.messaging import Broker
 from herald_common.preferences import Preferences
 from herald_common.replica import iter_users
+from herald_common.resources.models import CampaignSpec
 from pymongo.errors import DuplicateKeyError
 
 from herald_scheduler.config import SchedulerSettings
@@ -127,18 +128,28 @@ def get_definition(name: str) -> CampaignDefinition | None:
     return CampaignDefinition.objects(id=name).first()
 
 
-def fired_from_definition(
-    definition: CampaignDefinition, *, run_id: str, dry_run: bool, at: datetime
-) -> CampaignFired:
-    return CampaignFired(
-        campaign=definition.id,
-        namespace=definition.namespace or "default",
-        run_id=run_id,
-        type=definition.type,
-        audience=definition.audience or {},
-        template=definition.template,
-        dry_run=dry_run,
-        fired_at=at,
+def definition_spec(definition: CampaignDefinition) -> CampaignSpec:
+    """The campaign spec a stored definition describes, to fire it by name with
+    :func:`herald_common.resources.firing.fire_campaign` (the one spec → payload
+    mapping)."""
+    run_at = definition.run_at
+    if run_at is not None and run_at.tzinfo is None:
+        run_at = run_at.replace(tzinfo=UTC)  # stored as naive UTC
+    audience = definition.audience or {}
+    return CampaignSpec.model_validate(
+        {
+            "type": definition.type,
+            "schedule": definition.schedule,
+            "timeZone": definition.time_zone or "UTC",
+            "runAt": run_at,
+            "audience": {
+                "categories": list(audience.get("categories") or []),
+                "userIds": list(audience.get("user_ids") or []),
+            },
+            "template": dict(definition.template or {}),
+            "suspend": bool(definition.suspend),
+            "dryRun": bool(definition.dry_run),
+        }
     )
 
 

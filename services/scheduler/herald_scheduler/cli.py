@@ -3,6 +3,8 @@
     herald-scheduler serve                                  # the HTTP API (port 4004)
     herald-scheduler fire-campaign --file campaign.yaml [--run-id ID] [--dry-run]
     herald-scheduler fire-campaign --name spring-sale [--dry-run]
+    herald-scheduler fire-campaign --resource-json '{"kind": "NotificationCampaign", ...}' \
+        [--preview] [--wait-seconds 600] [--termination-log /dev/termination-log]  # pods
     herald-scheduler sweep-orders [--batch-size N] [--limit N]
     herald-scheduler run-local --dir examples/campaigns --dir examples/schedules
     herald-scheduler seed-orders --users u1,u2 | --all-users [--per-user 2] [--seed 7]
@@ -28,27 +30,39 @@ from typing import Any
 
 from herald_common import replica
 from herald_common.db import run_db
-from herald_common.events import CampaignFired, make_event
+from herald_common.events import CampaignFired
 from herald_common.logs import configure_logging
-from herald_common.runtime import ServiceRuntime
-from pydantic import ValidationError
-
-from herald_scheduler.campaigns import fired_from_definition, get_definition, store_definition
-from herald_scheduler.config import SchedulerSettings
-from herald_scheduler.cron import latest_fire, slot_run_id
-from herald_scheduler.interests import known_products
-from herald_scheduler.models import OrderTransition, ensure_indexes
-from herald_scheduler.orders import seed_orders, sweep
-from herald_scheduler.resources import (
+from herald_common.resources import (
+    CampaignSpec,
     NotificationCampaign,
     ResourceError,
     Schedule,
+    campaign_fired,
+    fire_campaign,
+    fire_resource,
     load_directories,
     load_file,
+    load_text,
+    scheduled_run_id,
 )
+from herald_common.resources.firing import campaign_audience, campaign_template
+from herald_common.resources.tasks import task_command
+from herald_common.resources.templates import TemplateError
+from herald_common.runtime import ServiceRuntime
+from pydantic import ValidationError
+
+from herald_scheduler.campaigns import (
+    definition_spec,
+    execute_run,
+    get_definition,
+    store_definition,
+)
+from herald_scheduler.config import SchedulerSettings
+from herald_scheduler.interests import known_products
+from herald_scheduler.models import OrderTransition, ensure_indexes
+from herald_scheduler.orders import seed_orders, sweep
 from herald_scheduler.runner import Firing, LocalRunner
-from herald_scheduler.tasks import TaskOutcome, run_command, task_command
-from herald_scheduler.templates import TemplateError, check_template
+from herald_scheduler.tasks import TaskOutcome, run_command
 
 log = logging.getLogger("herald_scheduler.cli")
 
@@ -80,18 +94,6 @@ def _parse_time(value: str) -> datetime:
     return parsed
 
 
-def default_run_id(campaign: NotificationCampaign | None, name: str, now: datetime) -> str:
-    """Name + the scheduled minute this firing belongs to: two pods (or a retried pod)
-    firing the same slot compute the same id and the scheduler de-duplicates them."""
-    if campaign is not None and campaign.spec.schedule:
-        slot = latest_fire(campaign.spec.schedule, campaign.spec.time_zone, now)
-    elif campaign is not None and campaign.spec.run_at is not None:
-        slot = campaign.spec.run_at
-    else:
-        slot = now.replace(second=0, microsecond=0)
-    return slot_run_id(name, slot)
-
-
 def _print(data: dict[str, Any]) -> None:
     print(json.dumps(data, default=str))
 
@@ -99,7 +101,39 @@ def _print(data: dict[str, Any]) -> None:
 # --- fire-campaign ---------------------------------------------------------------------------
 
 
+# Kubernetes keeps at most 4096 bytes of a container's termination message.
+TERMINATION_MESSAGE_MAX = 4000
+SAMPLE_TEXT_MAX = 160
+
+
+def termination_summary(result: dict[str, Any], limit: int = TERMINATION_MESSAGE_MAX) -> str:
+    """``result`` as compact JSON that fits a termination message: sample texts are
+    shortened, then samples dropped, until it fits."""
+    summary = dict(result)
+    samples = [
+        {
+            "userId": s["user_id"],
+            "title": str(s["content"].get("title", ""))[:SAMPLE_TEXT_MAX],
+            "body": str(s["content"].get("body", ""))[:SAMPLE_TEXT_MAX],
+        }
+        for s in summary.pop("samples", None) or []
+    ]
+    while True:
+        text = json.dumps({**summary, **({"samples": samples} if samples else {})})
+        if len(text.encode()) <= limit or not samples:
+            return text
+        samples.pop()
+
+
+def _load_one(text: str, source: str) -> NotificationCampaign:
+    campaigns = [r for r in load_text(text, source) if isinstance(r, NotificationCampaign)]
+    if len(campaigns) != 1:
+        raise InvalidInput(f"{source}: expected exactly one NotificationCampaign")
+    return campaigns[0]
+
+
 async def cmd_fire_campaign(args: argparse.Namespace, settings: SchedulerSettings) -> int:
+    """Fire one campaign (from a file, an inline resource, or a stored definition)."""
     now = args.at or datetime.now(UTC)
     campaign: NotificationCampaign | None = None
     if args.file:
@@ -108,45 +142,86 @@ async def cmd_fire_campaign(args: argparse.Namespace, settings: SchedulerSetting
         if len(campaigns) != 1:
             raise InvalidInput(f"{args.file}: expected exactly one NotificationCampaign")
         campaign = campaigns[0]
-        if campaign.spec.suspend and not args.force:
-            log.warning("campaign %s is suspended; not firing (use --force)", campaign.name)
-            _print({"campaign": campaign.name, "fired": False, "reason": "suspended"})
-            return OK
-    runtime = _runtime(settings, db=campaign is None)
+    elif args.resource_json:
+        campaign = _load_one(args.resource_json, "--resource-json")
+    if campaign is not None and campaign.spec.suspend and not args.force:
+        log.warning("campaign %s is suspended; not firing (use --force)", campaign.name)
+        _finish(args, {"campaign": campaign.name, "fired": False, "reason": "suspended"})
+        return OK
+    runtime = _runtime(settings, db=campaign is None or args.preview or args.wait_seconds > 0)
     await runtime.start()
     try:
         if campaign is not None:
-            run_id = args.run_id or default_run_id(campaign, campaign.name, now)
-            fired: CampaignFired = campaign.fired(
-                run_id=run_id, fired_at=now, dry_run=True if args.dry_run else None
-            )
+            name, namespace, spec = campaign.name, campaign.namespace, campaign.spec
         else:
             definition = await run_db(get_definition, args.name)
             if definition is None:
                 raise InvalidInput(f"--name: no campaign named {args.name!r} is known")
-            run_id = args.run_id or default_run_id(None, args.name, now)
-            fired = fired_from_definition(
-                definition, run_id=run_id, dry_run=args.dry_run or definition.dry_run, at=now
-            )
-            try:
-                check_template(fired.template.model_dump())
-            except TemplateError as exc:
-                raise InvalidInput(f"campaign {args.name}: {exc}") from exc
-        assert runtime.broker is not None
-        await runtime.broker.publish(
-            make_event("campaign.fired", fired, source=settings.service_name)
-        )
+            name, namespace = args.name, definition.namespace or "default"
+            spec = definition_spec(definition)
+        result = await _fire(args, settings, runtime, name, namespace, spec, now)
+    except TemplateError as exc:
+        raise InvalidInput(f"campaign {args.name or (campaign and campaign.name)}: {exc}") from exc
     finally:
         await runtime.stop()
-    _print(
-        {
-            "campaign": fired.campaign,
-            "run_id": fired.run_id,
-            "dry_run": fired.dry_run,
-            "fired": True,
+    _finish(args, result)
+    # A run the fan-out recorded as failed fails the command (and so the Kubernetes Job).
+    return FAILED if result.get("status") == "failed" else OK
+
+
+async def _fire(
+    args: argparse.Namespace,
+    settings: SchedulerSettings,
+    runtime: ServiceRuntime,
+    name: str,
+    namespace: str,
+    spec: CampaignSpec,
+    now: datetime,
+) -> dict[str, Any]:
+    run_id = args.run_id or scheduled_run_id(name, spec, now)
+    dry_run = True if args.dry_run else None
+    if args.preview and (args.dry_run or spec.dry_run):
+        # Evaluated here (audience and rendered samples, nothing sent) so that the
+        # result can be reported: the operator copies it into the resource's status.
+        fired: CampaignFired = campaign_fired(
+            name, namespace, spec, run_id=run_id, fired_at=now, dry_run=True
+        )
+        run = await execute_run(fired, owner=f"cli:{run_id}", settings=settings, broker=None)
+        if run is None:
+            raise RuntimeError(f"run {run_id} is being evaluated elsewhere")
+        return {
+            "campaign": name,
+            "run_id": run_id,
+            "dry_run": True,
+            "fired": False,
+            "audience_size": run.audience_size,
+            "suppressed": run.suppressed,
+            "samples": list(run.samples or []),
         }
+    assert runtime.broker is not None
+    fired = await fire_campaign(
+        runtime.broker,
+        name,
+        namespace,
+        spec,
+        run_id=run_id,
+        fired_at=now,
+        dry_run=dry_run,
+        source=settings.service_name,
     )
-    return OK
+    return {
+        "campaign": fired.campaign,
+        "run_id": fired.run_id,
+        "dry_run": fired.dry_run,
+        "fired": True,
+    }
+
+
+def _finish(args: argparse.Namespace, result: dict[str, Any]) -> None:
+    _print(result)
+    if args.termination_log:
+        with open(args.termination_log, "w") as f:
+            f.write(termination_summary(result))
 
 
 # --- sweep-orders ------------------------------------------------------------------------------
@@ -231,11 +306,8 @@ class RuntimeActions:
                     name=c.name,
                     namespace=c.metadata.namespace,
                     type_=spec.type,
-                    audience={
-                        "categories": list(spec.audience.categories),
-                        "user_ids": list(spec.audience.user_ids),
-                    },
-                    template=spec.template.model_dump(),
+                    audience=campaign_audience(spec).model_dump(),
+                    template=campaign_template(spec).model_dump(),
                     origin=f"file:{c.source}",
                     at=datetime.now(UTC),
                     schedule=spec.schedule,
@@ -248,10 +320,13 @@ class RuntimeActions:
             self._stored[c.name] = fingerprint
 
     async def fire_campaign(self, campaign: NotificationCampaign, firing: Firing) -> None:
-        fired = campaign.fired(run_id=firing.run_id, fired_at=datetime.now(UTC))
         assert self.runtime.broker is not None
-        await self.runtime.broker.publish(
-            make_event("campaign.fired", fired, source=self.settings.service_name)
+        await fire_resource(
+            self.runtime.broker,
+            campaign,
+            run_id=firing.run_id,
+            fired_at=datetime.now(UTC),
+            source=self.settings.service_name,
         )
 
     async def run_task(self, schedule: Schedule, firing: Firing) -> TaskOutcome:
@@ -334,9 +409,18 @@ def build_parser() -> argparse.ArgumentParser:
     which = fire.add_mutually_exclusive_group(required=True)
     which.add_argument("--file", help="a NotificationCampaign YAML file")
     which.add_argument("--name", help="a campaign the scheduler already knows")
+    which.add_argument(
+        "--resource-json", help="the NotificationCampaign itself, as JSON (CronJob pods)"
+    )
     fire.add_argument("--run-id", help="default: the campaign name + the scheduled minute")
     fire.add_argument("--dry-run", action="store_true", help="audience and samples only")
     fire.add_argument("--force", action="store_true", help="fire even when suspended")
+    fire.add_argument(
+        "--preview",
+        action="store_true",
+        help="evaluate a dry run here (needs the database) and report audience and samples",
+    )
+    fire.add_argument("--termination-log", help="also write the result (compact JSON) to this file")
     fire.add_argument("--at", type=_parse_time, help=argparse.SUPPRESS)
 
     sw = sub.add_parser("sweep-orders", help="advance every order that is due")

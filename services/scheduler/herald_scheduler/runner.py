@@ -10,7 +10,8 @@ against the CRDs, and fires each one on its schedule:
 * a campaign's one-shot ``runAt`` once (also when it is up to ``grace`` late);
 * a Schedule's ``requestedRunAt``, once per new value, as an immediate run.
 
-Firing a campaign publishes ``campaign.fired`` (run id = name + scheduled slot, so two
+Firing a campaign publishes ``campaign.fired`` through the same
+:func:`herald_common.resources.firing.fire_resource` the CLI and the API use (run id = name + scheduled slot, so two
 runners firing the same slot de-duplicate). An ``order-sweep`` runs in-process; other
 tasks run their command as a subprocess when it is installed, and otherwise log that
 they were skipped. Like a CronJob with ``concurrencyPolicy: Forbid``, a firing is
@@ -32,19 +33,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal, Protocol
 
-from herald_scheduler.cron import (
-    latest_fire,
-    next_fire,
-    next_interval_fire,
-    slot_run_id,
-)
-from herald_scheduler.resources import (
+from herald_common.resources import (
     NotificationCampaign,
     Resource,
     ResourceError,
     Schedule,
     load_directories,
 )
+from herald_common.resources.cron import (
+    latest_fire,
+    next_fire,
+    next_interval_fire,
+    slot_run_id,
+)
+
 from herald_scheduler.tasks import TaskOutcome
 
 log = logging.getLogger(__name__)
@@ -156,6 +158,7 @@ class Plan:
                 continue
             if entry.reason == "interval":
                 interval = res.local_interval
+                assert interval is not None  # the reason is "interval" only when it is set
                 # Several missed slots fire once, for the latest of them (≤ now).
                 slot = next_interval_fire(interval, now - interval)
                 out.append(Firing(res, slot, "interval"))

@@ -1,67 +1,19 @@
-"""Schedule tasks: which command each one runs, and running it.
+"""Running Schedule tasks locally (the local runner).
 
-The same mapping serves Kubernetes (the operator puts the command in the CronJob's
-container) and the local runner (which runs ``order-sweep`` in-process and the others
-as subprocesses, when their command is installed).
-
-Parameters per task (``spec.parameters``):
-
-* ``order-sweep``: ``batchSize`` (int, orders per query), ``limit`` (int, at most this
-  many orders per run).
-* ``recommendation-batch``: ``changedSinceLastRun`` (bool, default true: only users
-  whose activity changed since the last batch).
+Which command performs a task, its parameters and its image are part of the resource
+models (:mod:`herald_common.resources.tasks`), shared with the operator, which puts the
+same command in a CronJob's container. Here the local runner runs that command as a
+subprocess when it is installed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import shutil
 import sys
 from dataclasses import dataclass
-from typing import Any, Literal
-
-log = logging.getLogger(__name__)
-
-_PARAMETERS: dict[str, dict[str, type]] = {
-    "order-sweep": {"batchSize": int, "limit": int},
-    "recommendation-batch": {"changedSinceLastRun": bool},
-}
-
-
-def validate_parameters(task: str, parameters: dict[str, Any]) -> None:
-    """Raise ValueError (``"<key>: ..."``) for an unknown or mistyped parameter."""
-    allowed = _PARAMETERS[task]
-    for key, value in parameters.items():
-        if key not in allowed:
-            known = ", ".join(allowed) or "none"
-            raise ValueError(f"{key}: unknown parameter for task {task} (known: {known})")
-        expected = allowed[key]
-        # bool is an int in Python; a batch size of "true" is still a mistake.
-        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-            raise ValueError(f"{key}: must be {expected.__name__}, got {value!r}")
-        if isinstance(value, int) and not isinstance(value, bool) and value < 1:
-            raise ValueError(f"{key}: must be at least 1")
-
-
-def task_command(task: str, parameters: dict[str, Any] | None = None) -> list[str]:
-    """The container command that performs ``task`` once."""
-    params = parameters or {}
-    validate_parameters(task, params)
-    if task == "order-sweep":
-        argv = ["herald-scheduler", "sweep-orders"]
-        if "batchSize" in params:
-            argv += ["--batch-size", str(params["batchSize"])]
-        if "limit" in params:
-            argv += ["--limit", str(params["limit"])]
-        return argv
-    if task == "recommendation-batch":
-        argv = ["herald-recommendations", "batch"]
-        if params.get("changedSinceLastRun", True):
-            argv.append("--changed-since-last-run")
-        return argv
-    raise ValueError(f"unknown task {task!r}")
+from typing import Literal
 
 
 @dataclass(frozen=True)

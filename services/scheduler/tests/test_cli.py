@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from herald_scheduler.cli import default_run_id, main
-from herald_scheduler.resources import load_file
+from herald_common.resources import load_file, scheduled_run_id
+from herald_scheduler.cli import main, termination_summary
 
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLES = REPO / "examples"
@@ -45,8 +45,8 @@ def test_default_run_id_is_the_scheduled_slot() -> None:
     [weekly] = load_file(EXAMPLES / "campaigns" / "weekly-picks.yaml")
     # A pod that starts 40 s late still names the 09:00 New York slot.
     late = datetime(2026, 3, 9, 13, 0, 40, tzinfo=UTC)
-    assert default_run_id(weekly, weekly.name, late) == "weekly-picks-20260309t1300z"
-    assert default_run_id(None, "x", late) == "x-20260309t1300z"
+    assert scheduled_run_id(weekly.name, weekly.spec, late) == "weekly-picks-20260309t1300z"
+    assert scheduled_run_id("x", None, late) == "x-20260309t1300z"
 
 
 @pytest.mark.integration
@@ -84,3 +84,44 @@ async def test_fire_campaign_and_sweep_orders_talk_to_the_real_servers(
     assert await asyncio.to_thread(main, ["sweep-orders", "--limit", "5"]) == 0
     assert '"advanced": 0' in capsys.readouterr().out
     assert await asyncio.to_thread(main, ["fire-campaign", "--name", "never-seen"]) == 2
+
+
+def test_termination_summary_fits_a_termination_message() -> None:
+    import json
+
+    samples = [
+        {"user_id": f"u{i}", "content": {"title": "T" * 500, "body": "B" * 2000}} for i in range(10)
+    ]
+    result = {"campaign": "c", "run_id": "r", "dry_run": True, "audience_size": 42}
+    text = termination_summary({**result, "samples": samples})
+    assert len(text.encode()) <= 4000 and len(json.loads(text)["samples"]) == 10
+    text = termination_summary({**result, "samples": samples}, limit=1500)
+    assert len(text.encode()) <= 1500
+
+    parsed = json.loads(text)
+    assert parsed["audience_size"] == 42 and 0 < len(parsed["samples"]) < 10
+    assert parsed["samples"][0] == {"userId": "u0", "title": "T" * 160, "body": "B" * 160}
+    assert json.loads(termination_summary(result)) == result
+
+
+def test_fire_campaign_from_inline_json_honours_suspend(tmp_path: Path, capsys) -> None:
+    import json
+
+    [flash] = load_file(EXAMPLES / "campaigns" / "flash-sale.yaml")
+    document = flash.model_dump(by_alias=True, mode="json", exclude={"source"}, exclude_none=True)
+    document["spec"]["suspend"] = True
+    log = tmp_path / "termination-log"
+    code = main(
+        ["fire-campaign", "--resource-json", json.dumps(document), "--termination-log", str(log)]
+    )
+    assert code == 0
+    assert json.loads(log.read_text()) == {
+        "campaign": "flash-sale",
+        "fired": False,
+        "reason": "suspended",
+    }
+    document["spec"]["schedule"] = "every minute"
+    assert main(["fire-campaign", "--resource-json", json.dumps(document)]) == 2
+    assert (
+        "--resource-json: NotificationCampaign/flash-sale: spec.schedule" in capsys.readouterr().err
+    )

@@ -8,7 +8,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from herald_scheduler.cron import (
+from herald_common.resources import NotificationCampaign, Schedule, load_text
+from herald_common.resources.cron import (
     latest_fire,
     next_fire,
     next_interval_fire,
@@ -16,9 +17,9 @@ from herald_scheduler.cron import (
     slot_run_id,
     validate_cron,
 )
-from herald_scheduler.resources import NotificationCampaign, Schedule, load_text
+from herald_common.resources.tasks import task_command
 from herald_scheduler.runner import Firing, LocalRunner, Plan
-from herald_scheduler.tasks import TaskOutcome, task_command
+from herald_scheduler.tasks import TaskOutcome
 
 PARIS = ZoneInfo("Europe/Paris")
 NEW_YORK = ZoneInfo("America/New_York")

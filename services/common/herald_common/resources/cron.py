@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from croniter import CroniterBadDateError, croniter
+
 from herald_common.preferences import validate_timezone
 
 LOCAL_INTERVAL_ANNOTATION = "herald.io/local-interval"

@@ -11,18 +11,18 @@ from herald_common.app import admin_principal
 from herald_common.auth import Principal
 from herald_common.db import run_db
 from herald_common.errors import BadUserInput, NotFound, Unavailable
-from herald_common.events import make_event
+from herald_common.resources import firing
+from herald_common.resources.templates import TemplateError
 
 from herald_scheduler.api.schemas import CampaignDefinitionOut, CampaignRunOut, FireRequest
 from herald_scheduler.campaigns import (
+    definition_spec,
     execute_run,
-    fired_from_definition,
     get_definition,
     recent_runs,
     record_pending_run,
 )
 from herald_scheduler.models import CampaignDefinition
-from herald_scheduler.templates import TemplateError, check_template
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
 
@@ -63,19 +63,31 @@ async def fire_campaign(
     now = datetime.now(UTC)
     kind = "dry" if body.dry_run else "manual"
     run_id = f"{name}-{kind}-{uuid.uuid4().hex[:12]}"
-    fired = fired_from_definition(definition, run_id=run_id, dry_run=body.dry_run, at=now)
-    try:
-        check_template(fired.template.model_dump())
-    except TemplateError as exc:
-        raise BadUserInput(f"stored template is invalid: {exc}", field="template") from exc
+    namespace = definition.namespace or "default"
+    spec = definition_spec(definition)
     settings = request.app.state.settings
     runtime = request.app.state.runtime
-    if body.dry_run:
-        run = await execute_run(fired, owner=f"api:{run_id}", settings=settings, broker=None)
-        assert run is not None  # a fresh run id is never held by anyone else
-        return run.to_api()
-    if runtime.broker is None or not runtime.broker.connected:
-        raise Unavailable("message broker not connected")
-    await runtime.broker.publish(make_event("campaign.fired", fired, source=settings.service_name))
+    try:
+        if body.dry_run:
+            fired = firing.campaign_fired(
+                name, namespace, spec, run_id=run_id, fired_at=now, dry_run=True
+            )
+            run = await execute_run(fired, owner=f"api:{run_id}", settings=settings, broker=None)
+            assert run is not None  # a fresh run id is never held by anyone else
+            return run.to_api()
+        if runtime.broker is None or not runtime.broker.connected:
+            raise Unavailable("message broker not connected")
+        fired = await firing.fire_campaign(
+            runtime.broker,
+            name,
+            namespace,
+            spec,
+            run_id=run_id,
+            fired_at=now,
+            dry_run=False,
+            source=settings.service_name,
+        )
+    except TemplateError as exc:
+        raise BadUserInput(f"stored template is invalid: {exc}", field="template") from exc
     run = await run_db(record_pending_run, fired, now)
     return run.to_api()
