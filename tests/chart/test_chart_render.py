@@ -1,0 +1,522 @@
+"""charts/herald rendered with the real helm: lint, schema, and policy checks on every
+shipped value set (no container as root, resources and probes everywhere, only the
+gateway exposed, Services and NetworkPolicies that select pods, labels, monitoring)."""
+
+from __future__ import annotations
+
+import filecmp
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from herald_testing.kube import KubeTools
+
+from .conftest import CHART, NAMESPACE, RELEASE, ROOT, Render, all_sets, helm_template
+
+SETS = all_sets()
+HERALD_SERVICES = {"users": 4001, "notifications": 4002, "recommendations": 4003, "scheduler": 4004}
+COMPONENTS = {**HERALD_SERVICES, "gateway": 5000}
+INFRA = {"mongodb", "rabbitmq", "redis"}
+WORKLOADS = {"Deployment", "StatefulSet"}
+FULLNAME = f"{RELEASE}-herald"
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def one(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(found) == 1, f"{kind}/{name}: {len(found)} found"
+    return found[0]
+
+
+def matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Kubernetes label selector semantics (matchLabels + matchExpressions)."""
+    for k, v in (selector.get("matchLabels") or {}).items():
+        if labels.get(k) != v:
+            return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr["key"], expr["operator"], expr.get("values") or []
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def pod_templates(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (f"{d['kind']}/{d['metadata']['name']}", d["spec"]["template"])
+        for d in docs
+        if d["kind"] in WORKLOADS
+    ]
+
+
+def component_of(doc: dict[str, Any]) -> str:
+    return doc["metadata"]["labels"]["app.kubernetes.io/component"]
+
+
+@pytest.fixture(params=sorted(SETS), ids=sorted(SETS))
+def rendered(request: pytest.FixtureRequest, render: Render) -> tuple[str, list[dict[str, Any]]]:
+    files, sets = SETS[request.param]
+    return request.param, render(files, sets)
+
+
+def test_helm_lint_strict_on_every_value_set(kube_tools: KubeTools) -> None:
+    for name, (files, sets) in SETS.items():
+        args = ["lint", "--strict", str(CHART), "--namespace", NAMESPACE]
+        for f in files:
+            args += ["-f", str(CHART / f)]
+        for s in sets:
+            args += ["--set", s]
+        out = kube_tools.run("helm", *args).stdout
+        assert "1 chart(s) linted, 0 chart(s) failed" in out, (name, out)
+
+
+def test_chart_crds_are_the_top_level_crds() -> None:
+    top, chart = ROOT / "crds", CHART / "crds"
+    top_files = sorted(p.name for p in top.glob("*.yaml"))
+    assert top_files, "no CRDs in crds/"
+    assert sorted(p.name for p in chart.glob("*.yaml")) == top_files
+    for name in top_files:
+        assert filecmp.cmp(top / name, chart / name, shallow=False), f"charts/herald/crds/{name} differs"
+
+
+def test_default_render_has_every_component(render: Render) -> None:
+    docs = render()
+    deployments = {d["metadata"]["name"] for d in by_kind(docs, "Deployment")}
+    assert deployments == {f"{FULLNAME}-{c}" for c in [*COMPONENTS, "operator"]}
+    statefulsets = {d["metadata"]["name"] for d in by_kind(docs, "StatefulSet")}
+    assert statefulsets == {f"{FULLNAME}-{c}" for c in INFRA}
+    for c in [*COMPONENTS, "operator"]:
+        one(docs, "ServiceAccount", f"{FULLNAME}-{c}")
+        one(docs, "PodDisruptionBudget", f"{FULLNAME}-{c}") if c != "operator" else None
+    for c, port in COMPONENTS.items():
+        svc = one(docs, "Service", f"{FULLNAME}-{c}")
+        assert svc["spec"]["ports"][0]["port"] == port
+    assert not by_kind(docs, "HorizontalPodAutoscaler")
+    assert not by_kind(docs, "ServiceMonitor")
+
+
+def test_no_container_runs_as_root_and_all_are_hardened(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
+    name, docs = rendered
+    for where, tpl in pod_templates(docs):
+        pod_sc = tpl["spec"].get("securityContext") or {}
+        assert pod_sc.get("runAsNonRoot") is True, (name, where)
+        assert pod_sc.get("runAsUser", 0) != 0, (name, where)
+        assert (pod_sc.get("seccompProfile") or {}).get("type") == "RuntimeDefault", (name, where)
+        containers = tpl["spec"]["containers"] + tpl["spec"].get("initContainers", [])
+        for c in containers:
+            sc = c.get("securityContext") or {}
+            label = (name, where, c["name"])
+            assert sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is True, label
+            assert sc.get("runAsUser", pod_sc.get("runAsUser", 0)) != 0, label
+            assert sc.get("readOnlyRootFilesystem") is True, label
+            assert sc.get("allowPrivilegeEscalation") is False, label
+            assert sc.get("privileged", False) is False, label
+            assert sc.get("capabilities", {}).get("drop") == ["ALL"], label
+            assert not sc.get("capabilities", {}).get("add"), label
+            assert sc.get("seccompProfile", {}).get("type") == "RuntimeDefault", label
+
+
+def test_every_container_has_resources_and_probes(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
+    name, docs = rendered
+    for where, tpl in pod_templates(docs):
+        for c in tpl["spec"]["containers"]:
+            label = (name, where, c["name"])
+            for kind in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(c["resources"].get(kind, {})), label
+            for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+                assert probe in c, (*label, probe)
+
+
+def test_herald_components_probe_healthz_and_readyz(render: Render) -> None:
+    docs = render()
+    for c, port in COMPONENTS.items():
+        dep = one(docs, "Deployment", f"{FULLNAME}-{c}")
+        (container,) = dep["spec"]["template"]["spec"]["containers"]
+        assert container["ports"] == [{"name": "http", "containerPort": port, "protocol": "TCP"}]
+        assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+        assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+        mounts = {m["mountPath"] for m in container["volumeMounts"]}
+        assert "/tmp" in mounts  # the only writable path on a read-only root
+        env = {e["name"]: e for e in container["env"]}
+        assert env[f"HERALD_{c.upper()}_HOST"]["value"] == "0.0.0.0"
+        assert env["HERALD_ENVIRONMENT"]["value"] == "production"
+        for var in ("HERALD_MONGODB_URI", "HERALD_AMQP_URL", "HERALD_REDIS_URL"):
+            assert env[var]["valueFrom"]["secretKeyRef"] == {"name": f"{FULLNAME}-infra", "key": var}
+        assert env["HERALD_JWKS_URL"]["value"] == (
+            f"http://{FULLNAME}-users:4001/.well-known/jwks.json"
+        )
+
+
+def test_users_gets_the_signing_key_from_a_secret(render: Render) -> None:
+    docs = render()
+    secret = one(docs, "Secret", f"{FULLNAME}-jwt")
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    import base64
+
+    pem = base64.b64decode(secret["data"]["private-key.pem"]).decode()
+    assert "PRIVATE KEY-----" in pem
+    users = one(docs, "Deployment", f"{FULLNAME}-users")["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in users["containers"][0]["env"]}
+    assert env["HERALD_USERS_PRIVATE_KEY_FILE"] == "/var/run/secrets/herald/jwt/private-key.pem"
+    (vol,) = [v for v in users["volumes"] if v["name"] == "jwt"]
+    assert vol["secret"]["secretName"] == f"{FULLNAME}-jwt"
+    # A supplied key: no generated Secret, the Deployment mounts the given one.
+    supplied = render([], ["users.jwt.existingSecret=my-jwt", "users.jwt.existingSecretKey=key.pem"])
+    assert not [d for d in supplied if d["kind"] == "Secret" and d["metadata"]["name"].endswith("-jwt")]
+    users = one(supplied, "Deployment", f"{FULLNAME}-users")["spec"]["template"]["spec"]
+    (vol,) = [v for v in users["volumes"] if v["name"] == "jwt"]
+    assert vol["secret"]["secretName"] == "my-jwt"
+
+
+def test_generated_passwords_agree_within_one_render(render: Render) -> None:
+    docs = render()
+    infra = one(docs, "Secret", f"{FULLNAME}-infra")["stringData"]
+    broker = one(docs, "Secret", f"{FULLNAME}-rabbitmq-config")["stringData"]["rabbitmq.conf"]
+    assert f"default_pass = {infra['rabbitmq-password']}\n" in broker
+    assert f":{infra['rabbitmq-password']}@{FULLNAME}-rabbitmq:5672/" in infra["HERALD_AMQP_URL"]
+    assert f":{infra['mongodb-root-password']}@{FULLNAME}-mongodb:27017/" in infra["HERALD_MONGODB_URI"]
+    assert f":{infra['redis-password']}@{FULLNAME}-redis:6379/0" in infra["HERALD_REDIS_URL"]
+    assert "rabbitmq_prometheus" in one(docs, "Secret", f"{FULLNAME}-rabbitmq-config")["stringData"]["enabled_plugins"]
+
+
+def test_only_the_gateway_is_exposed(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    name, docs = rendered
+    for svc in by_kind(docs, "Service"):
+        assert svc["spec"].get("type", "ClusterIP") == "ClusterIP", (name, svc["metadata"]["name"])
+    for tpl_name, tpl in pod_templates(docs):
+        assert not tpl["spec"].get("hostNetwork"), (name, tpl_name)
+        for c in tpl["spec"]["containers"]:
+            assert all("hostPort" not in p for p in c.get("ports", [])), (name, tpl_name)
+    backends = {
+        path["backend"]["service"]["name"]
+        for ing in by_kind(docs, "Ingress")
+        for rule in ing["spec"]["rules"]
+        for path in rule["http"]["paths"]
+    }
+    assert backends == {f"{FULLNAME}-gateway"}, name
+
+
+def test_every_service_selects_pods(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    name, docs = rendered
+    templates = pod_templates(docs)
+    for svc in by_kind(docs, "Service"):
+        selector = svc["spec"]["selector"]
+        targets = [w for w, tpl in templates if matches({"matchLabels": selector}, tpl["metadata"]["labels"])]
+        assert len(targets) == 1, (name, svc["metadata"]["name"], targets)
+        (tpl,) = [tpl for w, tpl in templates if w == targets[0]]
+        container_ports = {
+            p.get("name") for c in tpl["spec"]["containers"] for p in c.get("ports", [])
+        } | {p["containerPort"] for c in tpl["spec"]["containers"] for p in c.get("ports", [])}
+        for port in svc["spec"]["ports"]:
+            assert port.get("targetPort", port["port"]) in container_ports, (name, svc["metadata"]["name"])
+    for pdb in by_kind(docs, "PodDisruptionBudget"):
+        assert any(matches(pdb["spec"]["selector"], tpl["metadata"]["labels"]) for _, tpl in templates)
+
+
+def test_every_network_policy_selects_pods(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    name, docs = rendered
+    labels = [tpl["metadata"]["labels"] for _, tpl in pod_templates(docs)]
+    policies = by_kind(docs, "NetworkPolicy")
+    assert policies, name
+    for np in policies:
+        assert any(matches(np["spec"]["podSelector"], lab) for lab in labels), (
+            name,
+            np["metadata"]["name"],
+        )
+        # Peers inside the release must select pods too (no rule pointing at nothing).
+        for rule in np["spec"].get("ingress", []) + np["spec"].get("egress", []):
+            for peer in rule.get("from", []) + rule.get("to", []):
+                if set(peer) == {"podSelector"}:
+                    assert any(matches(peer["podSelector"], lab) for lab in labels), (
+                        name,
+                        np["metadata"]["name"],
+                        peer,
+                    )
+
+
+def _ingress_peers(np: dict[str, Any]) -> list[dict[str, Any]]:
+    return [peer for rule in np["spec"].get("ingress", []) for peer in rule.get("from", [])]
+
+
+def test_network_policies_default_deny_and_allow_only_herald_paths(render: Render) -> None:
+    docs = render()
+    policies = {np["metadata"]["name"]: np for np in by_kind(docs, "NetworkPolicy")}
+    deny = policies[f"{FULLNAME}-default-deny"]["spec"]
+    assert deny["policyTypes"] == ["Ingress", "Egress"]
+    assert "ingress" not in deny and "egress" not in deny
+    for _, tpl in pod_templates(docs):  # every pod of the release is under the default deny
+        assert matches(deny["podSelector"], tpl["metadata"]["labels"])
+    dns = policies[f"{FULLNAME}-dns"]["spec"]
+    assert {p["port"] for p in dns["egress"][0]["ports"]} == {53}
+
+    gateway = policies[f"{FULLNAME}-gateway"]["spec"]
+    (peer,) = _ingress_peers(policies[f"{FULLNAME}-gateway"])
+    assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "ingress-nginx"}
+    assert {p["port"] for r in gateway["ingress"] for p in r["ports"]} == {5000}
+    gateway_egress = {
+        peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+        for rule in gateway["egress"]
+        for peer in rule["to"]
+    }
+    assert gateway_egress == set(HERALD_SERVICES)
+
+    for svc, port in HERALD_SERVICES.items():
+        np = policies[f"{FULLNAME}-{svc}"]
+        assert np["spec"]["policyTypes"] == ["Ingress"]
+        (peer,) = _ingress_peers(np)
+        if svc == "users":  # JWKS for everyone in the release
+            assert peer["podSelector"]["matchExpressions"][0]["operator"] == "NotIn"
+        else:  # only the gateway calls the other services
+            assert peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "gateway"
+        assert {p["port"] for r in np["spec"]["ingress"] for p in r["ports"]} == {port}
+
+    app_labels = [
+        tpl["metadata"]["labels"]
+        for _, tpl in pod_templates(docs)
+        if tpl["metadata"]["labels"]["app.kubernetes.io/component"] not in INFRA
+    ]
+    for infra in INFRA:
+        np = policies[f"{FULLNAME}-{infra}"]
+        (peer,) = _ingress_peers(np)
+        assert set(peer) == {"podSelector"}  # same namespace, Herald's own pods only
+        assert all(matches(peer["podSelector"], lab) for lab in app_labels)
+        infra_pods = [
+            tpl["metadata"]["labels"]
+            for _, tpl in pod_templates(docs)
+            if tpl["metadata"]["labels"]["app.kubernetes.io/component"] in INFRA
+        ]
+        assert not any(matches(peer["podSelector"], lab) for lab in infra_pods)
+    # Jobs of the operator carry these labels (HERALD_OPERATOR_JOB_LABELS): they reach
+    # the infrastructure and the users service like the services do.
+    operator = one(docs, "Deployment", f"{FULLNAME}-operator")
+    env = {e["name"]: e.get("value") for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]}
+    job_labels = json.loads(env["HERALD_OPERATOR_JOB_LABELS"])
+    assert matches(policies[f"{FULLNAME}-app-egress"]["spec"]["podSelector"], job_labels)
+    assert matches(deny["podSelector"], job_labels)
+
+
+def test_prometheus_may_scrape_only_when_monitoring_is_on(render: Render) -> None:
+    def scrapers(docs: list[dict[str, Any]]) -> set[str]:
+        return {
+            np["metadata"]["name"]
+            for np in by_kind(docs, "NetworkPolicy")
+            for peer in _ingress_peers(np)
+            if peer.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name") == "prometheus"
+        }
+
+    assert scrapers(render()) == set()
+    assert scrapers(render(["values-monitoring.yaml"])) == {
+        f"{FULLNAME}-{c}" for c in [*COMPONENTS, "rabbitmq"]
+    }
+
+
+def test_every_object_is_labelled(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    name, docs = rendered
+    for d in docs:
+        labels = d["metadata"].get("labels") or {}
+        for key in (
+            "app.kubernetes.io/name",
+            "app.kubernetes.io/instance",
+            "app.kubernetes.io/part-of",
+            "app.kubernetes.io/managed-by",
+            "helm.sh/chart",
+        ):
+            assert key in labels, (name, d["kind"], d["metadata"]["name"], key)
+        if d["kind"] in WORKLOADS:
+            assert labels["app.kubernetes.io/component"], (name, d["metadata"]["name"])
+            tpl_labels = d["spec"]["template"]["metadata"]["labels"]
+            assert matches(d["spec"]["selector"], tpl_labels)
+            assert tpl_labels["app.kubernetes.io/part-of"] == "herald"
+
+
+def test_monitoring_on_renders_servicemonitors_rules_and_dashboards(render: Render) -> None:
+    docs = render(["values-monitoring.yaml"])
+    monitors = by_kind(docs, "ServiceMonitor")
+    assert {component_of(m) for m in monitors} == {*COMPONENTS, "rabbitmq"}
+    services = by_kind(docs, "Service")
+    for m in monitors:
+        assert m["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+        (target,) = [s for s in services if matches(m["spec"]["selector"], s["metadata"]["labels"])]
+        port_names = {p["name"] for p in target["spec"]["ports"]}
+        for ep in m["spec"]["endpoints"]:
+            assert ep["port"] in port_names
+            assert ep["path"] == ("/metrics/per-object" if component_of(m) == "rabbitmq" else "/metrics")
+    (rule,) = by_kind(docs, "PrometheusRule")
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    source = yaml.safe_load((CHART / "files" / "prometheus-rules.yaml").read_text())
+    assert rule["spec"] == source
+    dashboards = [d for d in by_kind(docs, "ConfigMap") if "grafana_dashboard" in d["metadata"]["labels"]]
+    files = {p.name: p for p in (CHART / "dashboards").glob("*.json")}
+    assert {"herald-overview.json", "herald-rabbitmq.json", "herald-gateway.json"} <= set(files)
+    assert len(dashboards) == len(files)
+    for cm in dashboards:
+        assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+        ((key, body),) = cm["data"].items()
+        assert json.loads(body) == json.loads(files[key].read_text())
+    # A different kube-prometheus-stack release name.
+    other = render(["values-monitoring.yaml"], ["monitoring.labels.release=prom"])
+    assert all(m["metadata"]["labels"]["release"] == "prom" for m in by_kind(other, "ServiceMonitor"))
+
+
+def test_ingress_tls_and_class(render: Render) -> None:
+    files, sets = SETS["ingress-tls"]
+    (ing,) = by_kind(render(files, sets), "Ingress")
+    assert ing["spec"]["ingressClassName"] == "nginx"
+    assert ing["spec"]["tls"] == [{"hosts": ["herald.example.com"], "secretName": f"{FULLNAME}-gateway-tls"}]
+    assert ing["spec"]["rules"][0]["host"] == "herald.example.com"
+    assert ing["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "letsencrypt"}
+    assert not by_kind(render([], ["ingress.enabled=false"]), "Ingress")
+
+
+def test_hpa_takes_over_replicas(render: Render) -> None:
+    files, sets = SETS["hpa"]
+    docs = render(files, sets)
+    hpas = {component_of(h): h for h in by_kind(docs, "HorizontalPodAutoscaler")}
+    assert set(hpas) == {"users", "gateway", "notifications"}
+    for c, hpa in hpas.items():
+        assert hpa["spec"]["scaleTargetRef"] == {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "name": f"{FULLNAME}-{c}",
+        }
+        assert "replicas" not in one(docs, "Deployment", f"{FULLNAME}-{c}")["spec"]
+    assert one(docs, "Deployment", f"{FULLNAME}-scheduler")["spec"]["replicas"] == 1
+
+
+def test_high_availability_values(render: Render) -> None:
+    docs = render(["values-ha.yaml"])
+    for c in COMPONENTS:
+        dep = one(docs, "Deployment", f"{FULLNAME}-{c}")
+        hpa = [h for h in by_kind(docs, "HorizontalPodAutoscaler") if component_of(h) == c]
+        replicas = hpa[0]["spec"]["minReplicas"] if hpa else dep["spec"]["replicas"]
+        assert replicas >= 2, c
+        anti = dep["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+        (term,) = anti["requiredDuringSchedulingIgnoredDuringExecution"]
+        assert term["topologyKey"] == "kubernetes.io/hostname"
+        assert matches(term["labelSelector"], dep["spec"]["template"]["metadata"]["labels"])
+        pdb = one(docs, "PodDisruptionBudget", f"{FULLNAME}-{c}")
+        assert pdb["spec"]["maxUnavailable"] == 1
+    assert one(docs, "Deployment", f"{FULLNAME}-operator")["spec"]["replicas"] == 2
+    one(docs, "PodDisruptionBudget", f"{FULLNAME}-operator")
+
+
+@pytest.mark.parametrize("name", ["external", "external-urls"])
+def test_external_infrastructure(render: Render, name: str) -> None:
+    files, sets = SETS[name]
+    docs = render(files, sets)
+    assert not by_kind(docs, "StatefulSet")
+    users = one(docs, "Deployment", f"{FULLNAME}-users")["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in users["env"]}
+    infra = one(docs, "Secret", f"{FULLNAME}-infra").get("stringData") or {}
+    if name == "external":
+        assert env["HERALD_MONGODB_URI"]["valueFrom"]["secretKeyRef"] == {"name": "herald-mongodb", "key": "uri"}
+        assert env["HERALD_AMQP_URL"]["valueFrom"]["secretKeyRef"] == {"name": "herald-rabbitmq", "key": "url"}
+        assert env["HERALD_REDIS_URL"]["valueFrom"]["secretKeyRef"] == {"name": "herald-redis", "key": "url"}
+        assert infra == {}
+    else:
+        assert infra["HERALD_MONGODB_URI"] == "mongodb://db.example.com:27017/?replicaSet=rs0"
+        assert infra["HERALD_AMQP_URL"].startswith("amqps://mq.example.com") or "mq.example.com" in infra["HERALD_AMQP_URL"]
+        assert infra["HERALD_REDIS_URL"] == "rediss://cache.example.com:6380/0"
+    egress = one(docs, "NetworkPolicy", f"{FULLNAME}-app-egress")["spec"]["egress"]
+    external = [r for r in egress if any("ipBlock" in p for p in r["to"])]
+    assert external and {5671, 6380, 27017} <= {p["port"] for p in external[0]["ports"]}
+
+
+def test_missing_external_infrastructure_fails_clearly(kube_tools: KubeTools) -> None:
+    out = helm_template(kube_tools, sets=["mongodb.enabled=false"], check=False)
+    assert out.returncode != 0
+    assert "mongodb.enabled=false needs mongodb.external.uri" in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (["users.replica=2"], "additional properties 'replica' not allowed"),
+        (["gateway.replicas=two"], "got string, want integer"),
+        (["ingress.tls.enabled=yes"], "got string, want boolean"),
+        (["monitoring.enable=true"], "additional properties 'enable' not allowed"),
+        (["environment=staging"], "value must be one of"),
+        (["mongodb.external.uri=postgres://x"], "does not match pattern"),
+        (["operator.watchNamespaces={Bad_NS}"], "does not match pattern"),
+        (["notifications.resources.limits.memory=lots"], "/notifications/resources/limits/memory"),
+        (["typo=1"], "additional properties 'typo' not allowed"),
+        (["networkPolicy.kubeAPIServer.ports={https}"], "got string, want integer"),
+    ],
+)
+def test_values_schema_rejects_typos_and_wrong_types(
+    kube_tools: KubeTools, sets: list[str], message: str
+) -> None:
+    out = helm_template(kube_tools, sets=sets, check=False)
+    assert out.returncode != 0, f"{sets} was accepted"
+    assert message in out.stderr, out.stderr
+
+
+def test_every_shipped_values_file_is_used_by_a_test() -> None:
+    shipped = {p.name for p in CHART.glob("values-*.yaml")}
+    used = {f for files, _ in SETS.values() for f in files}
+    assert shipped == used
+
+
+def test_notes_say_how_to_reach_graphql(kube_tools: KubeTools) -> None:
+    out = kube_tools.run(
+        "helm", "install", RELEASE, str(CHART), "--dry-run=client", "--namespace", NAMESPACE,
+        "--set", "ingress.host=herald.example.com", "--set", "ingress.tls.enabled=true",
+    ).stdout
+    assert "https://herald.example.com/graphql" in out
+    out = kube_tools.run(
+        "helm", "install", RELEASE, str(CHART), "--dry-run=client", "--namespace", NAMESPACE,
+        "--set", "ingress.enabled=false",
+    ).stdout
+    assert f"port-forward svc/{FULLNAME}-gateway 5000:5000" in out
+
+
+def test_operator_rbac_is_least_privilege(render: Render) -> None:
+    docs = render()
+    (role,) = [r for r in by_kind(docs, "Role") if r["metadata"]["name"] == f"{FULLNAME}-operator"]
+    verbs = {
+        (group, resource): set(rule["verbs"])
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+    assert verbs[("herald.io", "notificationcampaigns")] >= {"get", "list", "watch", "patch"}
+    assert verbs[("herald.io", "schedules/status")] >= {"patch"}
+    assert verbs[("batch", "cronjobs")] >= {"create", "delete", "patch"}
+    assert verbs[("", "pods")] == {"get", "list", "watch"}
+    assert verbs[("", "events")] == {"create", "patch"}
+    for rule in role["rules"]:
+        assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"]
+    assert not any(r == "secrets" for (_, r) in verbs)
+    (cluster,) = by_kind(docs, "ClusterRole")
+    assert {res for rule in cluster["rules"] for res in rule["resources"]} == {"customresourcedefinitions"}
+    assert all(set(rule["verbs"]) <= {"get", "list", "watch"} for rule in cluster["rules"])
+    # Cluster-wide watching moves the rules to the ClusterRole, and only then.
+    files, sets = SETS["cluster-wide-operator"]
+    wide = render(files, sets)
+    assert not [r for r in by_kind(wide, "Role") if r["metadata"]["name"] == f"{FULLNAME}-operator"]
+    (cluster,) = by_kind(wide, "ClusterRole")
+    assert "notificationcampaigns" in {res for rule in cluster["rules"] for res in rule["resources"]}
+
+
+def test_chart_files_are_valid_yaml_and_json() -> None:
+    for path in CHART.glob("values*.yaml"):
+        assert isinstance(yaml.safe_load(path.read_text()), dict), path
+    for path in (CHART / "dashboards").glob("*.json"):
+        json.loads(path.read_text())
+    assert Path(CHART / "values.schema.json").exists()
+    json.loads((CHART / "values.schema.json").read_text())
