@@ -30,6 +30,20 @@ class GatewaySettings(HeraldSettings):
     max_query_complexity: int = Field(default=5000, ge=10)
     max_page_size: int = Field(default=100, ge=1)
     rate_limit_per_minute: int = Field(default=600, ge=0, description="0 disables it")
+    # Hostile input (checked before parsing): nesting of variables and of the
+    # document's brackets, and how many names (fields, arguments, types) it may hold.
+    max_variables_depth: int = Field(default=16, ge=2, le=256)
+    max_query_nesting: int = Field(default=64, ge=8, le=512)
+    max_query_names: int = Field(default=1000, ge=50)
+    # Cost of a request in service calls: aliases of one field with the same arguments
+    # count once; mutations run one after another and each costs a call (register and
+    # login also an argon2 hash).
+    max_service_calls_per_request: int = Field(default=20, ge=1)
+    max_mutations_per_request: int = Field(default=5, ge=1)
+    max_password_mutations_per_request: int = Field(default=2, ge=1)
+    # Fairness: one caller's service calls in flight in this process, out of
+    # max_connections_per_service; further calls of that caller wait their turn.
+    max_concurrent_calls_per_caller: int = Field(default=8, ge=1)
     max_activity_batch: int = Field(default=1000, ge=1, le=1000)
     max_activity_future_seconds: int = Field(default=300, ge=0)
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from herald_common.auth import Principal, bearer_token
 from herald_common.errors import HeraldError
 
+from herald_gateway.budget import CallBudget
 from herald_gateway.clients import CallContext
 from herald_gateway.errors import GraphQLFailure, forbidden, unauthenticated
 from herald_gateway.loaders import DataLoader, batch_results
@@ -26,11 +28,16 @@ class RequestContext:
     auth_error: GraphQLFailure | None = None
     forwarded_for: str | None = None
     loaders: dict[str, DataLoader[Any, Any]] = field(default_factory=dict)
+    # Set when the operation is admitted (transport.operation.prepare).
+    budget: CallBudget | None = None
+    # Root query fields already being resolved, by (field, arguments): aliases of one
+    # field with the same arguments share one resolution.
+    memo: dict[tuple[str, str], asyncio.Future[Any]] = field(default_factory=dict)
 
     @property
     def call(self) -> CallContext:
         """Headers for service calls: the caller's own token, never a gateway identity."""
-        return CallContext(token=self.token, forwarded_for=self.forwarded_for)
+        return CallContext(token=self.token, forwarded_for=self.forwarded_for, budget=self.budget)
 
     def user(self) -> Principal:
         """The authenticated caller, or an UNAUTHENTICATED error for this field."""

@@ -8,6 +8,7 @@ from typing import Any
 from herald_common.auth import TokenVerifier
 from herald_common.messaging import Broker
 
+from herald_gateway.budget import CallerSlots
 from herald_gateway.cache import ResponseCache
 from herald_gateway.clients import Services
 from herald_gateway.config import GatewaySettings
@@ -23,6 +24,8 @@ class Gateway:
     broker: Broker | None
     cache: ResponseCache
     limiter: RateLimiter
+    # Per-caller service-call slots (herald_gateway.budget); None: no fairness limit.
+    slots: CallerSlots | None = None
 
     async def publish(self, event: Any) -> None:
         if self.broker is None:

@@ -5,21 +5,35 @@ work a query asks for: every field costs 1, and the subtree of a list field is
 multiplied by its page size (``first``/``limit``, the number of ``ids``, or the field's
 default page size). Introspection (``__schema``/``__type``) has its own, larger depth
 limit so GraphiQL's schema query works, and costs 1 per field.
+
+Service calls are estimated from the root fields (:func:`estimate_calls`): a query's
+root field costs its service calls once per distinct (field, arguments) pair, since
+aliases of one field with the same arguments are resolved once; catalog and user
+lookups are batched per request; each mutation field costs a call, and mutations are
+also counted on their own (register and login hash a password). Over a limit, the
+document is refused before anything reaches a service.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 from tartiflette.language.ast import (
+    BooleanValueNode,
+    EnumValueNode,
     FieldNode,
+    FloatValueNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
     InlineFragmentNode,
     IntValueNode,
     ListValueNode,
+    NullValueNode,
+    ObjectValueNode,
     OperationDefinitionNode,
+    StringValueNode,
     VariableNode,
 )
 
@@ -162,3 +176,153 @@ def enforce(
             field="query",
         )
     return cost
+
+
+# Root query fields resolved through a per-request loader: one batch call for all.
+LOADER_FIELDS = {"products": "products", "product": "products", "user": "users"}
+# Root fields that call every service when not narrowed to one queue.
+FAN_OUT_FIELDS = {"deadLetters": ("queue", 4)}
+FREE_FIELDS = frozenset({"__typename", "__schema", "__type"})
+PASSWORD_MUTATIONS = frozenset({"register", "login"})
+
+
+@dataclass(frozen=True)
+class CallEstimate:
+    """Worst-case service calls of an operation, and its mutation fields."""
+
+    calls: int
+    mutations: int
+    password_mutations: int
+
+
+def _value(node: Any, variables: dict[str, Any]) -> Any:
+    """An argument's value with variables substituted (for de-duplication keys)."""
+    if isinstance(node, VariableNode):
+        return variables.get(node.name.value)
+    if isinstance(node, NullValueNode):
+        return None
+    if isinstance(node, ListValueNode):
+        return [_value(v, variables) for v in node.values]
+    if isinstance(node, ObjectValueNode):
+        return {f.name.value: _value(f.value, variables) for f in node.fields}
+    if isinstance(node, BooleanValueNode | IntValueNode | FloatValueNode | StringValueNode):
+        return node.value
+    if isinstance(node, EnumValueNode):
+        return node.value
+    return repr(node)
+
+
+def _root_fields(
+    selection_set: Any, fragments: dict[str, FragmentDefinitionNode], seen: frozenset[str]
+) -> list[FieldNode]:
+    fields: list[FieldNode] = []
+    for selection in selection_set.selections:
+        if isinstance(selection, FieldNode):
+            fields.append(selection)
+        elif isinstance(selection, InlineFragmentNode):
+            fields.extend(_root_fields(selection.selection_set, fragments, seen))
+        elif isinstance(selection, FragmentSpreadNode):
+            name = selection.name.value
+            fragment = fragments.get(name)
+            if fragment is not None and name not in seen:
+                fields.extend(_root_fields(fragment.selection_set, fragments, seen | {name}))
+    return fields
+
+
+def _selects(selection_set: Any, name: str, fragments: dict[str, FragmentDefinitionNode]) -> bool:
+    """Whether ``name`` is selected anywhere below (fragments expanded once)."""
+    stack, seen = [selection_set], set()
+    while stack:
+        current = stack.pop()
+        if current is None:
+            continue
+        for selection in current.selections:
+            if isinstance(selection, FieldNode):
+                if selection.name.value == name:
+                    return True
+                stack.append(selection.selection_set)
+            elif isinstance(selection, InlineFragmentNode):
+                stack.append(selection.selection_set)
+            elif isinstance(selection, FragmentSpreadNode):
+                fragment = fragments.get(selection.name.value)
+                if fragment is not None and selection.name.value not in seen:
+                    seen.add(selection.name.value)
+                    stack.append(fragment.selection_set)
+    return False
+
+
+def estimate_calls(
+    document: Any, operation_name: str | None, variables: dict[str, Any] | None
+) -> CallEstimate:
+    """Service calls and mutation fields of the operation that will run."""
+    variables = variables or {}
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if operation_name:
+        operations = [o for o in operations if o.name and o.name.value == operation_name]
+    if len(operations) != 1:
+        return CallEstimate(0, 0, 0)
+    op = operations[0]
+    fields = [
+        f
+        for f in _root_fields(op.selection_set, fragments, frozenset())
+        if f.name.value not in FREE_FIELDS
+    ]
+    kind = str(op.operation_type)
+    if kind == "mutation":
+        password = sum(1 for f in fields if f.name.value in PASSWORD_MUTATIONS)
+        return CallEstimate(len(fields), len(fields), password)
+    if kind != "query":
+        return CallEstimate(0, 0, 0)
+    distinct: dict[tuple[str, str], int] = {}
+    loaders: set[str] = set()
+    for f in fields:
+        name = f.name.value
+        args = {a.name.value: _value(a.value, variables) for a in f.arguments or []}
+        if name in LOADER_FIELDS:
+            loaders.add(LOADER_FIELDS[name])
+            continue
+        cost = 1
+        if name in FAN_OUT_FIELDS:
+            narrowing, fan_out = FAN_OUT_FIELDS[name]
+            cost = 1 if args.get(narrowing) else fan_out
+        if name == "orders" and _selects(f.selection_set, "product", fragments):
+            loaders.add("products")
+        distinct[(name, json.dumps(args, sort_keys=True, default=str))] = cost
+    return CallEstimate(sum(distinct.values()) + len(loaders), 0, 0)
+
+
+def enforce_calls(
+    document: Any,
+    operation_name: str | None,
+    variables: dict[str, Any] | None,
+    *,
+    max_calls: int,
+    max_mutations: int,
+    max_password_mutations: int,
+) -> CallEstimate:
+    """Raise a BAD_USER_INPUT failure when the operation would cost too many calls."""
+    estimate = estimate_calls(document, operation_name, variables)
+    if estimate.password_mutations > max_password_mutations:
+        raise GraphQLFailure(
+            f"{estimate.password_mutations} register/login fields in one request; the limit "
+            f"is {max_password_mutations}",
+            "BAD_USER_INPUT",
+            field="query",
+        )
+    if estimate.mutations > max_mutations:
+        raise GraphQLFailure(
+            f"{estimate.mutations} mutation fields in one request; the limit is {max_mutations}",
+            "BAD_USER_INPUT",
+            field="query",
+        )
+    if estimate.calls > max_calls:
+        raise GraphQLFailure(
+            f"this request needs about {estimate.calls} service calls; the limit is "
+            f"{max_calls} (aliases of one field with the same arguments count once)",
+            "BAD_USER_INPUT",
+            field="query",
+        )
+    return estimate

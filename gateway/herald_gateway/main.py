@@ -12,6 +12,7 @@ from herald_common.app import create_app as create_base_app
 from herald_common.runtime import ServiceRuntime
 
 from herald_gateway import __version__
+from herald_gateway.budget import CallerSlots
 from herald_gateway.cache import ResponseCache, invalidation_handler
 from herald_gateway.clients import Services
 from herald_gateway.config import GatewaySettings
@@ -54,6 +55,7 @@ def create_app(
             limiter=RateLimiter(
                 runtime.redis, settings.rate_limit_per_minute, prefix=settings.redis_prefix
             ),
+            slots=CallerSlots(settings.max_concurrent_calls_per_caller),
         )
         app.state.gateway = gateway
         assert runtime.broker is not None

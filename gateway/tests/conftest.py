@@ -71,10 +71,15 @@ class RunningGateway:
 
 @pytest.fixture
 async def gateway_factory(make_settings, unique) -> AsyncIterator[Any]:
-    """``await gateway_factory(down={"recommendations"}, **settings)`` → RunningGateway."""
+    """``await gateway_factory(down={"recommendations"}, latency=0.1, **settings)``.
+
+    ``latency`` delays every stand-in service call by that many seconds.
+    """
     servers: list[tuple[uvicorn.Server, asyncio.Task[None], RunningGateway]] = []
 
-    async def start(down: set[str] = frozenset(), **overrides: Any) -> RunningGateway:
+    async def start(
+        down: set[str] = frozenset(), latency: float = 0.0, **overrides: Any
+    ) -> RunningGateway:
         port = free_port()
         settings = make_settings(
             GatewaySettings,
@@ -89,7 +94,9 @@ async def gateway_factory(make_settings, unique) -> AsyncIterator[Any]:
             issuer="herald-users", audience="herald", public_pem=ISSUER.public_pem
         )
         recorders: dict[str, standins.Recorder] = {}
-        app = create_app(settings, transports=standins.transports(verifier, recorders, set(down)))
+        app = create_app(
+            settings, transports=standins.transports(verifier, recorders, set(down), latency)
+        )
         server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
         )

@@ -7,6 +7,7 @@ end-to-end tests in ``tests/e2e`` run against the real services.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from typing import Any
 
@@ -18,11 +19,21 @@ from herald_common.errors import Conflict, NotFound
 
 
 class Recorder:
-    """Counts calls per route so tests can assert batching."""
+    """Counts calls per route so tests can assert batching; optional latency per call.
 
-    def __init__(self) -> None:
+    ``in_flight``/``max_in_flight`` count concurrent calls per caller (the
+    ``authorization`` header), so tests can check the gateway's per-caller fairness.
+    """
+
+    def __init__(self, latency: float = 0.0) -> None:
         self.calls: Counter[str] = Counter()
         self.last: dict[str, Any] = {}
+        self.latency = latency
+        self.in_flight: Counter[str] = Counter()
+        self.max_in_flight: Counter[str] = Counter()
+
+    def total(self) -> int:
+        return sum(self.calls.values())
 
 
 def _base(name: str, verifier: TokenVerifier, rec: Recorder):
@@ -38,7 +49,15 @@ def _base(name: str, verifier: TokenVerifier, rec: Recorder):
             "authorization": request.headers.get("authorization"),
             "x-forwarded-for": request.headers.get("x-forwarded-for"),
         }
-        return await call_next(request)
+        caller = request.headers.get("authorization") or "anonymous"
+        rec.in_flight[caller] += 1
+        rec.max_in_flight[caller] = max(rec.max_in_flight[caller], rec.in_flight[caller])
+        try:
+            if rec.latency:
+                await asyncio.sleep(rec.latency)
+            return await call_next(request)
+        finally:
+            rec.in_flight[caller] -= 1
 
     return app
 
@@ -239,7 +258,12 @@ class DownTransport(httpx.AsyncBaseTransport):
         raise httpx.ConnectError("connection refused", request=request)
 
 
-def transports(verifier: TokenVerifier, recorders: dict[str, Recorder], down: set[str]):
+def transports(
+    verifier: TokenVerifier,
+    recorders: dict[str, Recorder],
+    down: set[str],
+    latency: float = 0.0,
+):
     makers = {
         "users": users_app,
         "notifications": notifications_app,
@@ -248,7 +272,7 @@ def transports(verifier: TokenVerifier, recorders: dict[str, Recorder], down: se
     }
     result: dict[str, httpx.AsyncBaseTransport] = {}
     for name, make in makers.items():
-        recorders[name] = Recorder()
+        recorders[name] = Recorder(latency)
         result[name] = (
             DownTransport()
             if name in down

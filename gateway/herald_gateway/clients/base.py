@@ -8,8 +8,10 @@ needed that service only.
 
 from __future__ import annotations
 
+import json as jsonlib
 import logging
 import time
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +19,7 @@ import httpx
 from herald_common.logs import current_correlation_id
 from prometheus_client import Counter, Histogram
 
+from herald_gateway.budget import CallBudget
 from herald_gateway.errors import GraphQLFailure
 
 log = logging.getLogger(__name__)
@@ -49,6 +52,8 @@ class CallContext:
 
     token: str | None = None
     forwarded_for: str | None = None
+    # The request's budget of service calls (None: not counted, e.g. readiness).
+    budget: CallBudget | None = None
 
 
 class ServiceClient:
@@ -99,12 +104,46 @@ class ServiceClient:
         params: dict[str, Any] | None = None,
         json: Any = None,
     ) -> Any:
-        """The decoded JSON answer (``None`` for 204), or a :class:`GraphQLFailure`."""
+        """The decoded JSON answer (``None`` for 204), or a :class:`GraphQLFailure`.
+
+        The call counts against the request's budget and waits for one of the caller's
+        slots (:mod:`herald_gateway.budget`); a body that cannot be sent as JSON (a
+        non-finite number, a lone surrogate) is the caller's input problem.
+        """
         clean = {k: v for k, v in (params or {}).items() if v is not None}
+        headers = self._headers(ctx)
+        content: bytes | None = None
+        if json is not None:
+            try:
+                content = jsonlib.dumps(json, ensure_ascii=False, allow_nan=False).encode()
+            except (ValueError, UnicodeEncodeError):
+                raise GraphQLFailure(
+                    "the input holds a value no service accepts (a non-finite number or "
+                    "text that is not valid Unicode)",
+                    "BAD_USER_INPUT",
+                ) from None
+            headers["content-type"] = "application/json"
+        budget = ctx.budget if ctx is not None else None
+        if budget is not None:
+            budget.spend(self.name)
+        slot: AbstractAsyncContextManager[None] = (
+            budget.slot() if budget is not None else nullcontext()
+        )
+        async with slot:
+            return await self._send(method, path, clean, content, headers)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any],
+        content: bytes | None,
+        headers: dict[str, str],
+    ) -> Any:
         started = time.perf_counter()
         try:
             response = await self._client.request(
-                method, path, params=clean or None, json=json, headers=self._headers(ctx)
+                method, path, params=params or None, content=content, headers=headers
             )
         except httpx.TimeoutException as exc:
             self._unavailable(method, "timeout", started)

@@ -10,13 +10,17 @@ import httpx
 
 from herald_gateway.clients.base import CallContext, ServiceClient
 from herald_gateway.config import GatewaySettings
+from herald_gateway.errors import bad_input
 
 SERVICE_NAMES = ("users", "notifications", "recommendations", "scheduler")
 
 
 def _seg(value: str) -> str:
     """A path segment from caller input: no way to reach another route."""
-    return quote(str(value), safe="")
+    try:
+        return quote(str(value), safe="")
+    except UnicodeEncodeError:
+        raise bad_input("an id holds text that is not valid Unicode") from None
 
 
 class UsersClient(ServiceClient):

@@ -1,4 +1,4 @@
-"""Query resolvers."""
+"""Query resolvers (each resolved once per distinct arguments in a request)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,18 @@ from herald_gateway.clients.services import SERVICE_NAMES, dead_letters
 from herald_gateway.context import RequestContext
 from herald_gateway.engine import SCHEMA_NAME
 from herald_gateway.errors import GraphQLFailure, bad_input
-from herald_gateway.resolvers.common import enum_value, page_size, service_of_queue
+from herald_gateway.resolvers.common import (
+    enum_value,
+    once_per_request,
+    page_size,
+    service_of_queue,
+)
 
 MAX_IDS = 100
 
 
 @Resolver("Query.me", schema_name=SCHEMA_NAME)
+@once_per_request
 async def resolve_me(parent: Any, args: dict[str, Any], ctx: RequestContext, info: Any) -> Any:
     """The caller's profile and preferences (cached per user)."""
     user = ctx.user()
@@ -30,6 +36,7 @@ async def resolve_me(parent: Any, args: dict[str, Any], ctx: RequestContext, inf
 
 
 @Resolver("Query.notifications", schema_name=SCHEMA_NAME)
+@once_per_request
 async def resolve_notifications(
     parent: Any, args: dict[str, Any], ctx: RequestContext, info: Any
 ) -> Any:
@@ -46,6 +53,7 @@ async def resolve_notifications(
 
 
 @Resolver("Query.unreadCount", schema_name=SCHEMA_NAME)
+@once_per_request
 async def resolve_unread_count(
     parent: Any, args: dict[str, Any], ctx: RequestContext, info: Any
 ) -> int:
@@ -59,6 +67,7 @@ async def resolve_unread_count(
 
 
 @Resolver("Query.notification", schema_name=SCHEMA_NAME)
+@once_per_request
 async def resolve_notification(
     parent: Any, args: dict[str, Any], ctx: RequestContext, info: Any
 ) -> Any:
@@ -74,6 +83,7 @@ async def resolve_notification(
 
 
 @Resolver("Query.recommendations", schema_name=SCHEMA_NAME)
+@once_per_request
 async def resolve_recommendations(
     parent: Any, args: dict[str, Any], ctx: RequestContext, info: Any
 ) -> Any:
@@ -93,6 +103,7 @@ async def resolve_recommendations(
 
 
 @Resolver("Query.orders", schema_name=SCHEMA_NAME)
+@once_per_request
 async def resolve_orders(parent: Any, args: dict[str, Any], ctx: RequestContext, info: Any) -> Any:
     """The caller's orders."""
     ctx.user()
@@ -110,6 +121,7 @@ def _ids(args: dict[str, Any]) -> list[str]:
 
 
 @Resolver("Query.products", schema_name=SCHEMA_NAME)
+@once_per_request
 async def resolve_products(
     parent: Any, args: dict[str, Any], ctx: RequestContext, info: Any
 ) -> Any:
@@ -120,6 +132,7 @@ async def resolve_products(
 
 
 @Resolver("Query.product", schema_name=SCHEMA_NAME)
+@once_per_request
 async def resolve_product(parent: Any, args: dict[str, Any], ctx: RequestContext, info: Any) -> Any:
     ctx.user()
     found = await ctx.loader("products").load(str(args["id"]))
@@ -127,6 +140,7 @@ async def resolve_product(parent: Any, args: dict[str, Any], ctx: RequestContext
 
 
 @Resolver("Query.user", schema_name=SCHEMA_NAME)
+@once_per_request
 async def resolve_user(parent: Any, args: dict[str, Any], ctx: RequestContext, info: Any) -> Any:
     """Admin only: any user (several `user` fields in one query → one service call)."""
     ctx.admin()
@@ -135,6 +149,7 @@ async def resolve_user(parent: Any, args: dict[str, Any], ctx: RequestContext, i
 
 
 @Resolver("Query.campaigns", schema_name=SCHEMA_NAME)
+@once_per_request
 async def resolve_campaigns(
     parent: Any, args: dict[str, Any], ctx: RequestContext, info: Any
 ) -> Any:
@@ -147,6 +162,7 @@ async def resolve_campaigns(
 
 
 @Resolver("Query.deadLetters", schema_name=SCHEMA_NAME)
+@once_per_request
 async def resolve_dead_letters(
     parent: Any, args: dict[str, Any], ctx: RequestContext, info: Any
 ) -> Any:

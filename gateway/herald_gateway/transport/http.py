@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -13,8 +12,9 @@ from herald_common.logs import set_correlation_id
 
 from herald_gateway.context import authenticate
 from herald_gateway.engine import schema_sdl
-from herald_gateway.errors import request_error
+from herald_gateway.errors import GraphQLFailure, request_error
 from herald_gateway.gateway import Gateway
+from herald_gateway.inputs import decode_json
 from herald_gateway.transport.operation import (
     RequestRefused,
     execute,
@@ -81,7 +81,9 @@ def _body_of(raw: bytes, content_type: str) -> Any:
             415, [request_error("send Content-Type: application/json (or application/graphql)")]
         )
     try:
-        return json.loads(raw)
+        return decode_json(raw, "body")
+    except GraphQLFailure as exc:
+        raise RequestRefused.of(exc) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise RequestRefused(400, [request_error(f"malformed JSON body: {exc}")]) from None
 
@@ -136,7 +138,9 @@ def make_routes(app: Any, gateway_of: Any) -> None:
             body["operationName"] = params["operationName"]
         if params.get("variables"):
             try:
-                body["variables"] = json.loads(params["variables"])
+                body["variables"] = decode_json(params["variables"], "variables")
+            except GraphQLFailure as exc:
+                return _refused(RequestRefused.of(exc))
             except ValueError:
                 return _refused(
                     RequestRefused(400, [request_error("`variables` is not valid JSON")])

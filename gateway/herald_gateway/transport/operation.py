@@ -2,6 +2,8 @@
 
 Shared by the HTTP and WebSocket transports so both refuse the same things the same
 way: a client mistake is a 4xx-class answer with ``extensions.code``, never a 5xx.
+Everything that can refuse an operation runs in :func:`prepare`, before execution, so
+a document that does not parse, validate or fit the limits never reaches a service.
 """
 
 from __future__ import annotations
@@ -10,10 +12,13 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from herald_gateway.budget import CallBudget
+from herald_gateway.config import GatewaySettings
 from herald_gateway.context import RequestContext
 from herald_gateway.engine import get_engine, operation_type, parse
 from herald_gateway.errors import GraphQLFailure, request_error
-from herald_gateway.limits import enforce
+from herald_gateway.inputs import check_document, check_variables, has_lone_surrogate
+from herald_gateway.limits import enforce, enforce_calls
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +65,14 @@ def _format_parse_error(error: Any) -> dict[str, Any]:
     return out
 
 
-def check_shape(body: Any) -> tuple[str, dict[str, Any] | None, str | None]:
-    """``(query, variables, operationName)`` of a request body, or a 400."""
+def check_shape(
+    body: Any, settings: GatewaySettings
+) -> tuple[str, dict[str, Any] | None, str | None]:
+    """``(query, variables, operationName)`` of a request body, or a 400.
+
+    Variables and the document pass the hostile-input checks of
+    :mod:`herald_gateway.inputs` here, before any parsing.
+    """
     if not isinstance(body, dict):
         raise RequestRefused(
             400, [request_error("the body must be a JSON object with a `query` string")]
@@ -75,6 +86,16 @@ def check_shape(body: Any) -> tuple[str, dict[str, Any] | None, str | None]:
     name = body.get("operationName")
     if name is not None and not isinstance(name, str):
         raise RequestRefused(400, [request_error("`operationName` must be a string")])
+    try:
+        if variables:
+            check_variables(variables, max_depth=settings.max_variables_depth)
+        if name and has_lone_surrogate(name):
+            raise GraphQLFailure("operationName: not valid Unicode text", field="operationName")
+        check_document(
+            query, max_nesting=settings.max_query_nesting, max_names=settings.max_query_names
+        )
+    except GraphQLFailure as exc:
+        raise RequestRefused.of(exc) from None
     return query, variables, name or None
 
 
@@ -82,8 +103,8 @@ async def prepare(
     ctx: RequestContext, body: Any, *, caller: str, allowed: tuple[str, ...]
 ) -> Prepared:
     """Everything that may refuse an operation before it runs."""
-    query, variables, name = check_shape(body)
     settings = ctx.gateway.settings
+    query, variables, name = check_shape(body, settings)
     try:
         await ctx.gateway.limiter.check(caller)
     except GraphQLFailure as exc:
@@ -115,8 +136,17 @@ async def prepare(
             max_depth=settings.max_query_depth,
             max_complexity=settings.max_query_complexity,
         )
+        enforce_calls(
+            document,
+            name,
+            variables,
+            max_calls=settings.max_service_calls_per_request,
+            max_mutations=settings.max_mutations_per_request,
+            max_password_mutations=settings.max_password_mutations_per_request,
+        )
     except GraphQLFailure as exc:
         raise RequestRefused.of(exc) from None
+    ctx.budget = CallBudget(settings.max_service_calls_per_request, caller, ctx.gateway.slots)
     return Prepared(query=query, variables=variables, operation_name=name, kind=kind)
 
 

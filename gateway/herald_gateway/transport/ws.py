@@ -9,6 +9,11 @@ the same checks as over HTTP (shape, parsing, depth/complexity, rate limit).
 A connection authenticated at ``connection_init`` lives only as long as its token: it
 is closed with 4401 when the token's ``exp`` passes, or when a periodic re-check
 (``websocket_token_recheck_seconds``; the Redis deny-list) finds it revoked.
+
+A frame that is not a JSON object with a ``type`` (malformed, a binary frame, nested
+too deeply for the decoder) closes the connection with 4400; a frame larger than
+``max_body_bytes`` with 1009. Variables that fail the input checks only fail their
+operation (an ``error`` message).
 """
 
 from __future__ import annotations
@@ -26,8 +31,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from herald_gateway.context import RequestContext, authenticate
 from herald_gateway.engine import get_engine
-from herald_gateway.errors import GraphQLFailure
+from herald_gateway.errors import GraphQLFailure, log_unexpected
 from herald_gateway.gateway import Gateway
+from herald_gateway.inputs import decode_json
 from herald_gateway.transport.operation import RequestRefused, execute, prepare
 
 log = logging.getLogger(__name__)
@@ -101,14 +107,14 @@ class _Session:
         try:
             try:
                 first = await asyncio.wait_for(
-                    self.ws.receive_text(), self.gateway.settings.websocket_ack_timeout_seconds
+                    self.receive(), self.gateway.settings.websocket_ack_timeout_seconds
                 )
             except TimeoutError:
                 await self.close(4408, "Connection initialisation timeout")
                 return
             await self.handle(first)
             while not self._closed:
-                await self.handle(await self.ws.receive_text())
+                await self.handle(await self.receive())
         except WebSocketDisconnect:
             pass  # the client went away: clean up below
         finally:
@@ -120,11 +126,28 @@ class _Session:
             if self.ops:
                 await asyncio.gather(*self.ops.values(), return_exceptions=True)
 
-    async def handle(self, text: str) -> None:
+    async def receive(self) -> str | None:
+        """The next text frame; ``None`` for a binary frame (not part of the protocol)."""
+        message = await self.ws.receive()
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1000))
+        text = message.get("text")
+        return text if isinstance(text, str) else None
+
+    async def handle(self, text: str | None) -> None:
+        if text is None:
+            await self.close(4400, "Invalid message received: send text frames")
+            return
+        if len(text) > self.gateway.settings.max_body_bytes:
+            await self.close(1009, "Message too big")
+            return
         try:
-            message = json.loads(text)
+            message = decode_json(text, "message")
             if not isinstance(message, dict) or not isinstance(message.get("type"), str):
                 raise ValueError("not a message object")
+        except GraphQLFailure:
+            await self.close(4400, "Invalid message received: nested too deeply")
+            return
         except ValueError:
             await self.close(4400, "Invalid message received")
             return
@@ -269,8 +292,8 @@ class _Session:
         except asyncio.CancelledError:
             completed_by_client = True
             raise
-        except Exception:
-            log.exception("websocket operation failed", extra={"operation_id": op_id})
+        except Exception as exc:  # noqa: BLE001 - logged, and the client gets an error
+            log_unexpected(log, "websocket operation failed", exc, operation_id=op_id)
             errored = True
             await self.send_errors(
                 op_id,
