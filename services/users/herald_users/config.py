@@ -8,10 +8,17 @@ are given.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
+from typing import Annotated
 
 from herald_common.settings import HeraldSettings, component_config
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import NoDecode
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+# Where the gateway calls from when Herald runs locally (dev/run.sh, the e2e tests).
+LOOPBACK = ["127.0.0.0/8", "::1/128"]
 
 LOCAL_ADMIN_EMAIL = "admin@herald.local"
 # Only ever used when environment is local/test; production has no default.
@@ -64,7 +71,12 @@ class UsersSettings(HeraldSettings):
     login_failure_window_seconds: int = Field(default=15 * 60, ge=1)
     login_max_attempts_per_address: int = Field(default=20, ge=1)
     login_address_window_seconds: int = Field(default=60, ge=1)
-    # The gateway sets X-Forwarded-For; services are reachable only from inside.
+    # X-Forwarded-For is believed only from these peers (addresses or networks,
+    # comma-separated in the environment): the gateway's. Locally the gateway calls
+    # from loopback; in a cluster, list the gateway pods' network. Anyone else's header
+    # is ignored, so a direct caller cannot pick the address its logins count against.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(LOOPBACK))
+    # Off: the socket peer is always the client address.
     trust_forwarded_for: bool = True
     rate_limit_prefix: str = "herald:users:ratelimit"
 
@@ -72,6 +84,29 @@ class UsersSettings(HeraldSettings):
     admin_email: str | None = None
     admin_password: SecretStr | None = None
     admin_name: str = "Herald admin"
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"trusted_proxies: {entry!r} is not an address or network"
+                ) from None
+        return value
+
+    def trusted_networks(self) -> list[IPNetwork]:
+        """``trusted_proxies`` as networks."""
+        return [ipaddress.ip_network(entry, strict=False) for entry in self.trusted_proxies]
 
     @model_validator(mode="after")
     def _users_rules(self) -> UsersSettings:

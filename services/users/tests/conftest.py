@@ -114,14 +114,19 @@ async def start_users(users_settings) -> AsyncIterator[Callable[..., Any]]:
     """Start users apps (lifespan included); all are stopped after the test."""
     running: list[tuple[LifespanManager, httpx.AsyncClient]] = []
 
-    async def start(settings: UsersSettings | None = None, clock: Clock | None = None) -> Users:
+    async def start(
+        settings: UsersSettings | None = None,
+        clock: Clock | None = None,
+        peer: tuple[str, int] = ("127.0.0.1", 123),
+    ) -> Users:
+        """``peer`` is the socket address the service sees the test client call from."""
         settings = settings or users_settings()
         clock = clock or Clock()
         app = create_app(settings, clock=clock)
         manager = LifespanManager(app, startup_timeout=30, shutdown_timeout=30)
         await manager.__aenter__()
         client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app, raise_app_exceptions=False),
+            transport=httpx.ASGITransport(app=manager.app, raise_app_exceptions=False, client=peer),
             base_url="http://users.test",
         )
         running.append((manager, client))

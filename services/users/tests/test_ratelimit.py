@@ -1,5 +1,7 @@
 """Login rate limits in Redis: per email (failures) and per client address (attempts)."""
 
+import secrets
+
 import pytest
 
 pytestmark = pytest.mark.integration
@@ -61,3 +63,41 @@ async def test_forwarded_header_can_be_ignored(start_users, users_settings):
         assert (await users.login("ann@example.com", headers=spoofed)).status_code == 200
     r = await users.login("ann@example.com", headers={"x-forwarded-for": "192.0.2.99"})
     assert r.status_code == 429
+
+
+async def test_forwarded_for_from_an_untrusted_caller_is_ignored(start_users, users_settings):
+    """The probe: a direct caller (any pod) sending a random X-Forwarded-For per request
+    must not escape the per-address limit; only the trusted proxies' header counts."""
+    pod = ("10.20.30.40", 41000)
+    users = await start_users(users_settings(login_max_attempts_per_address=3), peer=pod)
+    await users.register("ann@example.com")
+    statuses = []
+    for _ in range(4):
+        random_address = ".".join(str(b) for b in secrets.token_bytes(4))
+        r = await users.login("ann@example.com", headers={"x-forwarded-for": random_address})
+        statuses.append(r.status_code)
+    assert statuses == [200, 200, 200, 429]
+
+    # Once that peer is a configured proxy (the gateway), its header names the client.
+    users = await start_users(
+        users_settings(login_max_attempts_per_address=3, trusted_proxies=["10.20.30.0/24"]),
+        peer=pod,
+    )
+    for n in range(5):
+        r = await users.login("ann@example.com", headers={"x-forwarded-for": f"198.51.100.{n}"})
+        assert r.status_code == 200
+
+
+def test_trusted_proxies_default_to_loopback_and_parse_from_the_environment(
+    monkeypatch, users_settings
+):
+    assert users_settings().trusted_proxies == ["127.0.0.0/8", "::1/128"]
+    monkeypatch.setenv("HERALD_USERS_TRUSTED_PROXIES", "10.244.0.0/16, fd00::/8,192.0.2.7")
+    from herald_users.config import UsersSettings
+
+    settings = UsersSettings(environment="test")
+    assert settings.trusted_proxies == ["10.244.0.0/16", "fd00::/8", "192.0.2.7"]
+    assert [str(n) for n in settings.trusted_networks()][-1] == "192.0.2.7/32"
+    monkeypatch.setenv("HERALD_USERS_TRUSTED_PROXIES", "gateway.herald.svc")
+    with pytest.raises(ValueError, match="not an address or network"):
+        UsersSettings(environment="test")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 from fastapi import APIRouter, Depends, Request, Response
 from herald_common.app import current_principal
 from herald_common.auth import Principal
@@ -20,15 +22,31 @@ from herald_users.domain import UsersDomain
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
 
 
+def _trusted(peer: str | None, request: Request) -> bool:
+    settings = request.app.state.settings
+    if not settings.trust_forwarded_for or not peer:
+        return False
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return False
+    return any(address in network for network in settings.trusted_networks())
+
+
 def client_address(request: Request) -> str | None:
-    """The caller's address: the first X-Forwarded-For entry (set by the gateway), else
-    the socket peer."""
-    if request.app.state.settings.trust_forwarded_for:
+    """The caller's address, which logins are rate limited by.
+
+    The first ``X-Forwarded-For`` entry (the gateway puts the client there) when the
+    socket peer is a trusted proxy (``trusted_proxies``); otherwise the socket peer,
+    whatever the header says.
+    """
+    peer = request.client.host if request.client else None
+    if _trusted(peer, request):
         forwarded = request.headers.get("x-forwarded-for", "")
         first = forwarded.split(",")[0].strip()
         if first:
             return first[:100]
-    return request.client.host if request.client else None
+    return peer
 
 
 @router.post("/register", status_code=201, responses=errors(400, 409))
