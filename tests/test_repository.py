@@ -70,7 +70,7 @@ def test_runtime_pins_are_the_tested_pins() -> None:
 def test_skaffold_builds_every_component_from_its_folder() -> None:
     config = yaml.safe_load((ROOT / "skaffold.yaml").read_text())
     artifacts = {a["image"]: a for a in config["build"]["artifacts"]}
-    assert set(artifacts) == {"herald-base", *COMPONENTS}
+    assert set(artifacts) == {"herald-base", *COMPONENTS, "operator"}
     for name, folder in COMPONENTS.items():
         dockerfile = artifacts[name]["docker"]["dockerfile"]
         assert (ROOT / dockerfile).resolve() == folder / "Dockerfile"

@@ -69,7 +69,9 @@ def render(kube_tools: KubeTools) -> Render:
     """``render(files=[...], sets=[...])`` -> the rendered objects (cached per arguments)."""
     cache: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
 
-    def _render(files: Iterable[str] = (), sets: Iterable[str] = (), **kw: Any) -> list[dict[str, Any]]:
+    def _render(
+        files: Iterable[str] = (), sets: Iterable[str] = (), **kw: Any
+    ) -> list[dict[str, Any]]:
         key = (tuple(files), tuple(sets), tuple(sorted(kw.items())))
         if key not in cache:
             out = helm_template(kube_tools, files, sets, **kw).stdout

@@ -49,9 +49,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 
-{{/* Every pod of the release, Herald's own and the operator's Jobs. */}}
+{{/* Every Herald pod in the namespace: the release's and the operator's Job pods (which
+carry part-of=herald with the name of their resource as instance). */}}
 {{- define "herald.releasePodSelector" -}}
-app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/part-of: herald
 {{- end -}}
 
@@ -188,4 +188,23 @@ Secret and the broker's configuration must agree): (dict "root" $ "name" .. "key
 {{- $_ := set $gen .key (include "herald.keptSecretValue" .) -}}
 {{- end -}}
 {{- index $gen .key -}}
+{{- end -}}
+
+{{/* HERALD_OPERATOR_NAMESPACES: the release namespace by default, "" for every namespace. */}}
+{{- define "herald.operatorNamespaces" -}}
+{{- $ns := default (list .Release.Namespace) .Values.operator.watchNamespaces -}}
+{{- if has "*" $ns -}}{{- else -}}{{ $ns | join "," }}{{- end -}}
+{{- end -}}
+
+{{/* Secrets the operator's Job pods load whole (envFrom): the chart's infrastructure
+Secret and every external one. */}}
+{{- define "herald.jobSecrets" -}}
+{{- $secrets := list (include "herald.infraSecret" .) -}}
+{{- range $svc := list "mongodb" "rabbitmq" "redis" -}}
+{{- $v := index $.Values $svc -}}
+{{- if and (not $v.enabled) $v.external.existingSecret -}}
+{{- $secrets = append $secrets $v.external.existingSecret -}}
+{{- end -}}
+{{- end -}}
+{{- $secrets | uniq | join "," -}}
 {{- end -}}
