@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the herald-ferretdb wrapper (FerretDB + SQLite backend) into .run/bin/.
+# Build the herald-ferretdb wrapper (FerretDB on PostgreSQL or SQLite) into .run/bin/.
 #
 # Usage: dev/ferretdb/build.sh [--force]
 #
@@ -13,8 +13,8 @@ REPO_ROOT="$(cd "$SRC_DIR/../.." && pwd)"
 BIN_DIR="$REPO_ROOT/.run/bin"
 BIN="$BIN_DIR/herald-ferretdb"
 STAMP="$BIN.stamp"
-# PostgreSQL backend is not needed (we only use SQLite); leaving it out shortens the build.
-BUILD_TAGS="ferretdb_no_postgresql"
+# Both backends are built: PostgreSQL is the default, SQLite stays for comparison.
+BUILD_TAGS=""
 
 force=0
 case "${1:-}" in
@@ -44,7 +44,7 @@ stamp="$(
   {
     "$GO" version
     echo "tags=$BUILD_TAGS"
-    cd "$SRC_DIR" && sha256sum go.mod go.sum ./*.go build.sh
+    cd "$SRC_DIR" && sha256sum go.mod go.sum ./*.go ./*.sql build.sh
   } | sha256sum | cut -d' ' -f1
 )"
 

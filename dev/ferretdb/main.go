@@ -1,16 +1,22 @@
 // Command herald-ferretdb runs FerretDB (a MongoDB wire-protocol server) on top of
-// SQLite for local development and tests, when no real mongod is available.
+// PostgreSQL for local development and tests, when no real mongod is available.
 //
 // It wraps the embeddable package github.com/FerretDB/FerretDB/ferretdb because the
 // upstream command cannot be built with `go install` (it needs generated version files).
 // The embedded server never runs the telemetry reporter and marks telemetry as disabled.
+//
+// On PostgreSQL (the default backend) it first installs gin_mirror.sql into the database,
+// so that the equality filters FerretDB pushes down are served by GIN indexes, and makes
+// PostgreSQL plan every statement with its parameter values (see postgres.go). The SQLite
+// backend (-backend sqlite) pushes down only _id lookups and is kept for comparison.
 //
 // By default, write commands are serialized in front of FerretDB so that single-document
 // updates are atomic as in MongoDB (see proxy.go); -serialize-writes=false turns it off.
 //
 // Usage:
 //
-//	herald-ferretdb [-listen-addr 127.0.0.1:27017] [-data-dir .run/ferretdb] [-log-level info]
+//	herald-ferretdb [-listen-addr 127.0.0.1:27017] [-postgresql-url postgres://...] [-data-dir .run/ferretdb] [-log-level info]
+//	herald-ferretdb -backend sqlite [-data-dir .run/ferretdb-sqlite]
 package main
 
 import (
@@ -43,12 +49,14 @@ func main() {
 
 func run() error {
 	listenAddr := flag.String("listen-addr", "127.0.0.1:27017", "TCP address to listen on")
-	dataDir := flag.String("data-dir", ".run/ferretdb", "directory for the SQLite database files (created if missing)")
+	backend := flag.String("backend", "postgresql", "storage backend: postgresql or sqlite")
+	pgURL := flag.String("postgresql-url", "postgres://herald@127.0.0.1:5433/ferretdb?sslmode=disable", "PostgreSQL database for the postgresql backend")
+	dataDir := flag.String("data-dir", ".run/ferretdb", "directory for the proxy socket and, with -backend sqlite, the database files")
 	logLevel := flag.String("log-level", "info", "log level: debug, info, warn or error")
 	serialize := flag.Bool("serialize-writes", true, "run write commands one at a time, so that updates are atomic")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "Usage: %s [flags]\n\n", filepath.Base(os.Args[0]))
-		fmt.Fprintln(flag.CommandLine.Output(), "Runs a MongoDB-compatible server (FerretDB with the SQLite backend).")
+		fmt.Fprintln(flag.CommandLine.Output(), "Runs a MongoDB-compatible server (FerretDB on PostgreSQL or SQLite).")
 		fmt.Fprintln(flag.CommandLine.Output())
 		flag.PrintDefaults()
 	}
@@ -76,8 +84,27 @@ func run() error {
 		return fmt.Errorf("creating data directory: %w", err)
 	}
 
-	// The SQLite backend wants a "file:" URI naming an existing directory, ending with "/".
-	sqliteURL := (&url.URL{Scheme: "file", Path: dir + "/"}).String()
+	config := &ferretdb.Config{Logger: logger, Handler: *backend}
+
+	switch *backend {
+	case "postgresql":
+		setupCtx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+		err = preparePostgreSQL(setupCtx, *pgURL, logger)
+		cancel()
+
+		if err != nil {
+			return err
+		}
+
+		config.PostgreSQLURL = *pgURL
+
+	case "sqlite":
+		// The SQLite backend wants a "file:" URI naming an existing directory, ending with "/".
+		config.SQLiteURL = (&url.URL{Scheme: "file", Path: dir + "/"}).String()
+
+	default:
+		return fmt.Errorf("invalid -backend %q: postgresql or sqlite", *backend)
+	}
 
 	listener := ferretdb.ListenerConfig{TCP: *listenAddr}
 
@@ -92,12 +119,9 @@ func run() error {
 		listener = ferretdb.ListenerConfig{Unix: sock}
 	}
 
-	f, err := ferretdb.New(&ferretdb.Config{
-		Listener:  listener,
-		Logger:    logger,
-		Handler:   "sqlite",
-		SQLiteURL: sqliteURL,
-	})
+	config.Listener = listener
+
+	f, err := ferretdb.New(config)
 	if err != nil {
 		return err
 	}
@@ -113,7 +137,7 @@ func run() error {
 	defer stop()
 
 	logger.Info("herald-ferretdb starting",
-		"listen_addr", *listenAddr, "data_dir", dir, "serialize_writes", *serialize, "pid", os.Getpid())
+		"listen_addr", *listenAddr, "backend", *backend, "data_dir", dir, "serialize_writes", *serialize, "pid", os.Getpid())
 
 	ferretDone := make(chan error, 1)
 	go func() { ferretDone <- f.Run(ctx) }()

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from herald_common.logs import current_correlation_id
 from herald_common.preferences import Preferences
@@ -244,6 +244,15 @@ class Envelope(BaseModel, Generic[P]):
     correlation_id: str | None = None
     payload: P
 
+    # Set by consumers, never sent: the broker may have delivered this event before (a
+    # redelivery or a retry), so a handler that skips lookups for fresh events must do
+    # them for this one.
+    _maybe_seen: bool = PrivateAttr(default=False)
+
+    @property
+    def maybe_seen(self) -> bool:
+        return self._maybe_seen
+
     def to_bytes(self) -> bytes:
         return self.model_dump_json().encode()
 
@@ -261,15 +270,24 @@ def _describe(exc: ValidationError, prefix: str = "") -> str:
 
 
 def make_event(
-    type_: str, payload: Payload, *, source: str, correlation_id: str | None = None
+    type_: str,
+    payload: Payload,
+    *,
+    source: str,
+    correlation_id: str | None = None,
+    event_id: uuid.UUID | None = None,
 ) -> Envelope[Any]:
-    """Build an envelope; refuses a payload of the wrong model for ``type_``."""
+    """Build an envelope; refuses a payload of the wrong model for ``type_``.
+
+    ``event_id`` gives an event derived from stored state a stable id, so publishing it
+    again (after a crash) is recognisable as the same event."""
     model = EVENT_TYPES.get(type_)
     if model is None:
         raise InvalidEvent(f"type: unknown event type {type_!r}")
     if not isinstance(payload, model):
         raise InvalidEvent(f"payload: {type_} needs {model.__name__}, got {type(payload).__name__}")
     return Envelope[Any](
+        id=event_id or uuid.uuid4(),
         type=type_,
         version=EVENT_VERSIONS[type_],
         source=source,

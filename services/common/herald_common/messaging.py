@@ -230,6 +230,11 @@ class Broker:
         )
         EVENTS_PUBLISHED.labels(self.source, event.type).inc()
 
+    async def publish_many(self, events: Sequence[Envelope[Any]], *, timeout: float = 60.0) -> None:
+        """Publish events concurrently (their confirms overlap); returns once every one
+        is confirmed. Order between them is not guaranteed."""
+        await asyncio.gather(*(self.publish(e, timeout=timeout) for e in events))
+
     async def publish_raw(
         self,
         body: bytes,
@@ -519,13 +524,19 @@ class Consumer:
         """The message's headers and event; a malformed message goes to the DLQ at once."""
         headers: dict[str, Any] = dict(message.headers or {})
         try:
-            return headers, parse_event(message.body)
+            event = parse_event(message.body)
         except InvalidEvent as exc:
             await self._dead_letter(message, headers, f"invalid event: {exc}", "invalid")
             EVENTS_CONSUMED.labels(
                 self.broker.source, self.spec.name, message.type or "unknown", "dead_lettered"
             ).inc()
             return None
+        # A retry comes back through a delay queue as a new message: only its headers
+        # tell that it was delivered before.
+        event._maybe_seen = bool(
+            message.redelivered or "x-death" in headers or _header_int(headers, H_ATTEMPTS)
+        )
+        return headers, event
 
     async def _handle(
         self, message: AbstractIncomingMessage, headers: dict[str, Any], event: Envelope[Any]
@@ -729,8 +740,9 @@ class BatchConsumer(Consumer):
                 extra={"queue": queue},
                 exc_info=True,
             )
-            for item in batch:
-                await self._handle(*item)
+            for message, headers, event in batch:
+                event._maybe_seen = True  # the failed batch may have done part of its work
+                await self._handle(message, headers, event)
             return
         finally:
             HANDLER_LATENCY.labels(svc, queue, "batch").observe(time.perf_counter() - started)

@@ -10,19 +10,27 @@ events cannot revive.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
 import mongoengine
 from pymongo import ASCENDING
-from pymongo.errors import AutoReconnect, CursorNotFound, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
 from herald_common.db import run_db
 from herald_common.events import Envelope, UserDeleted, UserPreferencesUpdated, UserRegistered
 from herald_common.preferences import Preferences
 
 COLLECTION = "user_replica"
+# Users are spread over this many buckets (iter_users reads one bucket per query).
+BUCKETS = 1024
+
+
+# Threads for concurrent point lookups (pymongo releases the GIL while waiting).
+_LOOKUPS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="replica-lookup")
 
 
 def _coll(alias: str = "default") -> Any:
@@ -30,7 +38,12 @@ def _coll(alias: str = "default") -> Any:
 
 
 def ensure_indexes(alias: str = "default") -> None:
-    _coll(alias).create_index([("deleted", ASCENDING), ("_id", ASCENDING)])
+    """Create the replica's index; give documents of an older layout their bucket."""
+    _coll(alias).create_index([("bucket", ASCENDING), ("_id", ASCENDING)])
+    meta = mongoengine.get_db(alias)[f"{COLLECTION}_meta"]
+    if meta.find_one({"_id": "buckets"}) is None:
+        backfill_buckets(alias)
+        meta.update_one({"_id": "buckets"}, {"$set": {"done": True}}, upsert=True)
 
 
 def apply_user_event(payload: UserRegistered | UserPreferencesUpdated | UserDeleted) -> bool:
@@ -56,6 +69,7 @@ def apply_user_event(payload: UserRegistered | UserPreferencesUpdated | UserDele
         if isinstance(payload, UserRegistered):
             fields["created_at"] = payload.created_at
             fields["roles"] = payload.roles
+    fields["bucket"] = bucket_of(payload.user_id)
     try:
         result = _coll().update_one(
             {"_id": payload.user_id, "revision": {"$lt": payload.revision}},
@@ -94,10 +108,16 @@ def get_users(
     ids = list(dict.fromkeys(user_ids))
     if not ids:
         return {}
-    query: dict[str, Any] = {"_id": {"$in": ids}}
-    if not include_deleted:
-        query["deleted"] = False
-    return {doc["_id"]: dict(doc) for doc in _coll().find(query)}
+    coll = _coll()
+
+    def one(user_id: str) -> dict[str, Any] | None:
+        doc = coll.find_one({"_id": user_id})
+        return dict(doc) if doc and (include_deleted or not doc.get("deleted")) else None
+
+    # One point lookup per user, several at a time: FerretDB answers `_id` equality from
+    # an index but scans the whole collection for `{"_id": {"$in": ids}}`.
+    found = _LOOKUPS.map(one, ids) if len(ids) > 1 else map(one, ids)
+    return {doc["_id"]: doc for doc in found if doc is not None}
 
 
 def get_preferences(user_id: str) -> Preferences | None:
@@ -107,45 +127,64 @@ def get_preferences(user_id: str) -> Preferences | None:
     return Preferences.model_validate(doc.get("preferences") or {})
 
 
+def bucket_of(user_id: str) -> int:
+    """The user's bucket: a stable hash of the id, spreading users evenly."""
+    digest = hashlib.blake2b(user_id.encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big") % BUCKETS
+
+
+def position(user: dict[str, Any]) -> str:
+    """Where a user stands in :func:`iter_users` order; pass it back as ``after``."""
+    return f"{user['bucket']:04d}:{user['_id']}"
+
+
 def iter_users(
     query: dict[str, Any] | None = None,
     batch_size: int = 1000,
     *,
     after: str | None = None,
+    user_ids: Iterable[str] | None = None,
 ) -> Iterator[list[dict[str, Any]]]:
-    """Stream live users matching ``query`` in ``_id`` order, ``batch_size`` at a time,
-    starting after user id ``after`` (bounded memory for any audience size).
+    """Stream live users matching ``query`` (and, if given, among ``user_ids``) in
+    bucket order, ``batch_size`` at a time (bounded memory for any audience size),
+    starting after the :func:`position` ``after``.
 
-    One server-side cursor is read ``batch_size`` documents at a time: FerretDB 1.x
-    does not push ``_id`` ranges and sorts down to its storage, so paging with a new
-    query per batch would scan the whole collection once per batch. If the cursor is
-    lost (idle timeout, reconnect), the stream resumes after the last user it yielded.
-    ``query`` may constrain ``_id`` too (e.g. ``{"_id": {"$in": ids}}``).
+    Users are read one bucket at a time (``{"bucket": b}``, an indexed equality), and in
+    ``_id`` order within it, so any audience costs one pass over the replica, resumable
+    from a position, without a sort or range query on the server (FerretDB answers
+    neither from an index). ``query`` must be top-level conditions on replica fields.
     """
-    last = after
-    while True:
-        conditions: list[dict[str, Any]] = [{"deleted": False}]
-        if query:
-            conditions.append(query)
-        if last is not None:
-            conditions.append({"_id": {"$gt": last}})
-        q = conditions[0] if len(conditions) == 1 else {"$and": conditions}
-        cursor = _coll().find(q).sort("_id", ASCENDING).batch_size(batch_size)
-        batch: list[dict[str, Any]] = []
-        try:
-            for doc in cursor:
-                batch.append(doc)
-                if len(batch) >= batch_size:
-                    yield batch
-                    last = batch[-1]["_id"]
-                    batch = []
-        except (CursorNotFound, AutoReconnect):
-            if batch:
+    coll = _coll()
+    wanted = set(user_ids) if user_ids is not None else None
+    buckets = sorted({bucket_of(u) for u in wanted}) if wanted is not None else range(BUCKETS)
+    start_bucket, after_id = (int(after[:4]), after[5:]) if after else (-1, "")
+    batch: list[dict[str, Any]] = []
+    for bucket in buckets:
+        if bucket < start_bucket:
+            continue
+        docs = sorted(
+            coll.find({**(query or {}), "bucket": bucket, "deleted": False}),
+            key=lambda d: d["_id"],
+        )
+        for doc in docs:
+            if bucket == start_bucket and doc["_id"] <= after_id:
+                continue
+            if wanted is not None and doc["_id"] not in wanted:
+                continue
+            batch.append(dict(doc))
+            if len(batch) >= batch_size:
                 yield batch
-                last = batch[-1]["_id"]
-            continue  # re-query after ``last``
-        finally:
-            cursor.close()
-        if batch:
-            yield batch
-        return
+                batch = []
+    if batch:
+        yield batch
+
+
+def backfill_buckets(alias: str = "default") -> int:
+    """Give replica documents written before buckets existed their bucket (a one-off
+    pass, run by :func:`ensure_indexes` once per database)."""
+    coll = _coll(alias)
+    n = 0
+    for doc in coll.find({"bucket": {"$exists": False}}, {"_id": 1}):
+        coll.update_one({"_id": doc["_id"]}, {"$set": {"bucket": bucket_of(doc["_id"])}})
+        n += 1
+    return n

@@ -14,22 +14,32 @@ Guarantees, with any number of consumer replicas and with redelivery:
   newest version are marked ``replaced``. Whichever request finishes last sees every
   version, so one unread notification per group stays visible (the newest: it is never
   hidden); read ones are never touched. No read-modify-write decides the winner, so this
-  holds with racing replicas even on FerretDB; see :func:`resettle_recent` for the one
-  FerretDB caveat.
+  holds with racing replicas.
 * **Daily cap.** Promotions reserve a place in a per-``(user, local day)`` document
   with one conditional update (``n < cap`` and key not yet in it), so concurrent
   replicas cannot exceed the cap and a redelivered request reuses its own place.
 * **Bulk writes.** Plain notifications and delivery records of a batch are written with
   ``insert_many(ordered=False)``; duplicate-key errors of redelivered ones are ignored.
+* **Events derived from state.** ``notification.created`` is not staged in an outbox: the
+  consumer publishes it (confirmed) after the insert and before it acknowledges the
+  request, with an id derived from the notification (:func:`created_event`). A crash in
+  between redelivers the request; the redelivery finds the stored notification and
+  publishes the same event again, which consumers recognise by its id. This saves two
+  writes per notification on the hot path.
+* **Index-served lookups only.** The MongoDB-compatible server used locally (FerretDB)
+  pushes only top-level equality filters down to its indexes, not ``$in``: a batch reads
+  its users with one point lookup each (run concurrently, :func:`replica.get_users`),
+  and looks up earlier decisions only for requests the broker may have delivered before
+  (``maybe_seen``); for a first delivery the unique indexes are the guard.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -43,6 +53,7 @@ from herald_notifications.decisions import Decision, DeliveryPolicy, decide
 from herald_notifications.metrics import CREATED, PURGED, REPLACED, count_decision
 from herald_notifications.models import (
     PROMOTION_DAYS,
+    RETENTION,
     VERSIONS,
     DeliveryRecord,
     Notification,
@@ -64,6 +75,11 @@ def ms(value: datetime) -> datetime:
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
+def utc_day(value: datetime) -> str:
+    """The UTC calendar date of ``value``: the unit of the retention sweep."""
+    return value.astimezone(UTC).date().isoformat()
+
+
 def _key(*parts: str) -> str:
     # Length-prefixed so that ("a:b", "c") and ("a", "b:c") never collide.
     return "|".join(f"{len(p)}:{p}" for p in parts)
@@ -76,6 +92,12 @@ class Outcome:
 
     created: list[dict[str, Any]] = field(default_factory=list)
     handled: int = 0
+    # stored by an earlier attempt whose notification.created may not have gone out
+    existing: list[dict[str, Any]] = field(default_factory=list)
+
+    def events(self, *, source: str) -> list[Any]:
+        """``notification.created`` for everything this call stored or found stored."""
+        return [created_event(d, source=source) for d in (*self.created, *self.existing)]
 
 
 # --- users and the daily cap ------------------------------------------------------------
@@ -153,7 +175,7 @@ def build_notification(
     notification_id: str | None = None,
     replaced_id: str | None = None,
 ) -> Notification:
-    """A new notification with its ``notification.created`` event staged inside."""
+    """A new notification (its ``notification.created`` is derived by :func:`created_event`)."""
     sent_at = ms(now)
     doc = Notification(
         id=notification_id or str(uuid.uuid4()),
@@ -166,26 +188,35 @@ def build_notification(
         collapse_key=request.collapse_key,
         source=request.source,
         idempotency_key=request.idempotency_key,
-    )
-    doc.stage(
-        make_event(
-            "notification.created",
-            NotificationCreated(
-                notification_id=doc.id,
-                user_id=request.user_id,
-                type=request.type,
-                content=request.content,
-                sent_at=sent_at,
-                collapse_key=request.collapse_key,
-                replaced_id=replaced_id,
-                source=request.source,
-                idempotency_key=request.idempotency_key,
-            ),
-            source=source,
-        )
+        replaces=replaced_id,
+        day=utc_day(sent_at),
     )
     doc.validate()
     return doc
+
+
+CREATED_EVENT_NS = uuid.UUID("5b0f3c52-8f3e-4c55-9d61-2f1a7c9e4b10")
+
+
+def created_event(doc: dict[str, Any], *, source: str) -> Any:
+    """``notification.created`` for a stored notification; the same document always
+    gives the same event id."""
+    return make_event(
+        "notification.created",
+        NotificationCreated(
+            notification_id=doc["_id"],
+            user_id=doc["user_id"],
+            type=doc["type"],
+            content=doc["content"],
+            sent_at=doc["sent_at"],
+            collapse_key=doc.get("collapse_key"),
+            replaced_id=doc.get("replaces"),
+            source=doc["source"],
+            idempotency_key=doc["idempotency_key"],
+        ),
+        source=source,
+        event_id=uuid.uuid5(CREATED_EVENT_NS, doc["_id"]),
+    )
 
 
 def insert_notifications(docs: list[Notification]) -> list[dict[str, Any]]:
@@ -246,21 +277,6 @@ def settle_collapse(user_id: str, collapse_key: str) -> int:
     return int(result.modified_count)
 
 
-def resettle_recent(now: datetime, window: timedelta = timedelta(minutes=10)) -> int:
-    """Settle again every group that changed within ``window``.
-
-    On MongoDB the settle after each insert is enough. FerretDB 1.x applies an update as
-    an unisolated read-modify-write, so a concurrent write to the same document (e.g.
-    the outbox relay clearing a fresh notification) can undo a ``replaced`` flag; the
-    periodic sweep calls this so such a group converges within one sweep interval.
-    """
-    groups = collection(VERSIONS).find(
-        {"created_at": {"$gte": ms(now) - window}}, {"user_id": 1, "collapse_key": 1}
-    )
-    seen = {(g["user_id"], g["collapse_key"]) for g in groups}
-    return sum(settle_collapse(user_id, key) for user_id, key in seen)
-
-
 def deliver_collapsing(
     request: NotificationRequested, now: datetime, *, source: str
 ) -> tuple[str, dict[str, Any] | None]:
@@ -292,6 +308,7 @@ def deliver_collapsing(
                 "requested_at": requested_at,
                 "idempotency_key": key,
                 "created_at": ms(now),
+                "day": utc_day(now),
             }
         )
     except DuplicateKeyError:
@@ -343,6 +360,7 @@ def new_record(request: NotificationRequested, decision: Decision, now: datetime
         deliver_at=ms(decision.deliver_at) if decision.deliver_at else None,
         request=request.model_dump(mode="json"),
         history=[_history(decision, now)],
+        day=utc_day(now),
     )
     record.validate()
     return record.to_mongo().to_dict()
@@ -365,14 +383,35 @@ def insert_records(records: list[dict[str, Any]]) -> int:
 # --- the request pipeline ---------------------------------------------------------------
 
 
+def _earlier_decisions(
+    keys: Iterable[str],
+) -> tuple[dict[str, dict[str, Any]], set[str]]:
+    """Notifications and delivery records already stored for these idempotency keys
+    (point lookups by the unique keys)."""
+    notes, records = Notification._get_collection(), DeliveryRecord._get_collection()
+    stored: dict[str, dict[str, Any]] = {}
+    recorded: set[str] = set()
+    for key in keys:
+        doc = notes.find_one({"idempotency_key": key}, {"outbox": 0})
+        if doc is not None:
+            stored[key] = doc
+        elif records.find_one({"idempotency_key": key}, {"_id": 1}) is not None:
+            recorded.add(key)
+    return stored, recorded
+
+
 def process_requests(
     requests: Iterable[NotificationRequested],
     now: datetime,
     policy: DeliveryPolicy,
     *,
     source: str,
+    maybe_seen: Collection[str] = (),
 ) -> Outcome:
-    """Decide and store a batch of requests (in order; duplicates in the batch once)."""
+    """Decide and store a batch of requests (in order; duplicates in the batch once).
+
+    ``maybe_seen`` names the idempotency keys of requests the broker may have delivered
+    before: only those are looked up for an earlier decision."""
     unique: dict[str, NotificationRequested] = {}
     for request in requests:
         unique.setdefault(request.idempotency_key, request)
@@ -381,18 +420,8 @@ def process_requests(
     if not keys:
         return outcome
 
-    stored = {
-        d["idempotency_key"]: d
-        for d in Notification._get_collection().find(
-            {"idempotency_key": {"$in": keys}}, {"idempotency_key": 1, "collapse_key": 1}
-        )
-    }
-    recorded = {
-        d["idempotency_key"]
-        for d in DeliveryRecord._get_collection().find(
-            {"idempotency_key": {"$in": keys}}, {"idempotency_key": 1}
-        )
-    }
+    stored, recorded = _earlier_decisions(k for k in keys if k in maybe_seen)
+    outcome.existing.extend(stored.values())
     users = replica.get_users((r.user_id for r in unique.values()), include_deleted=True)
 
     plain: list[Notification] = []
@@ -428,13 +457,14 @@ def process_requests(
 
 def _reevaluate(
     record: dict[str, Any], now: datetime, policy: DeliveryPolicy, *, source: str
-) -> dict[str, Any] | None:
-    """Decide a deferred request again; returns the notification if one was created."""
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """Decide a deferred request again; returns the notification it created, or the one
+    an earlier attempt had stored."""
     request = NotificationRequested.model_validate(record["request"])
     user = replica.get_users([request.user_id], include_deleted=True).get(request.user_id)
     decision = _decide(request, user, now, policy, first_seen=record["first_at"])
     created: dict[str, Any] | None = None
-    update: dict[str, Any] = {"at": ms(now), "lease_until": None}
+    update: dict[str, Any] = {"at": ms(now), "day": utc_day(now), "lease_until": None}
     if decision.outcome == "deliver":
         if request.collapse_key:
             status, created = deliver_collapsing(request, now, source=source)
@@ -443,12 +473,16 @@ def _reevaluate(
         else:
             inserted = insert_notifications([build_notification(request, now, source=source)])
             created = inserted[0] if inserted else None
+    existing: dict[str, Any] | None = None
     if decision.outcome == "deliver":
         update["outcome"] = "released"
-        existing = created or Notification._get_collection().find_one(
-            {"idempotency_key": request.idempotency_key}, {"_id": 1}
-        )
-        update["notification_id"] = existing["_id"] if existing else None
+        if created is None:
+            # stored by an earlier, interrupted release: its event goes out again
+            existing = Notification._get_collection().find_one(
+                {"idempotency_key": request.idempotency_key}, {"outbox": 0}
+            )
+        stored = created or existing
+        update["notification_id"] = stored["_id"] if stored else None
     elif decision.outcome == "defer":
         update.update(
             outcome="deferred", reason=decision.reason, deliver_at=ms(decision.deliver_at or now)
@@ -460,7 +494,7 @@ def _reevaluate(
         {"_id": record["_id"]},
         {"$set": update, "$push": {"history": _history(decision, now)}},
     )
-    return created
+    return created, existing
 
 
 def release_due(
@@ -498,13 +532,15 @@ def release_due(
             break
         outcome.handled += 1
         try:
-            created = _reevaluate(record, now, policy, source=source)
+            created, existing = _reevaluate(record, now, policy, source=source)
         except Exception:
             # Leave it leased: it is retried when the lease runs out.
             log.exception("re-evaluating a deferred request failed", extra={"id": record["_id"]})
             continue
         if created is not None:
             outcome.created.append(created)
+        if existing is not None:
+            outcome.existing.append(existing)
     return outcome
 
 
@@ -530,25 +566,54 @@ def forget_user(user_id: str) -> int:
 # --- retention --------------------------------------------------------------------------
 
 
+def _purge_day(coll: Any, day: str, keep: dict[str, Any]) -> tuple[int, bool]:
+    """Delete one day of ``coll`` except what matches ``keep``; returns how many went and
+    whether the day is now empty (kept documents hold it open for the next sweep)."""
+    deleted = coll.delete_many({"day": day, "$nor": [keep]} if keep else {"day": day})
+    done = not keep or coll.find_one({"day": day}, {"_id": 1}) is None
+    return int(deleted.deleted_count), done
+
+
+def _purge_days(kind: str, coll: Any, keep: dict[str, Any], cutoff: date) -> int:
+    """Delete the days of ``coll`` before ``cutoff`` not purged yet; returns how many
+    documents went. The first sweep of a collection starts 90 days before ``cutoff``
+    (an empty day costs two indexed queries)."""
+    state = collection(RETENTION)
+    doc = state.find_one({"_id": kind})
+    day = date.fromisoformat(doc["through"]) + timedelta(days=1) if doc else cutoff - FIRST_SWEEP
+    deleted = 0
+    while day < cutoff:
+        n, done = _purge_day(coll, day.isoformat(), keep)
+        deleted += n
+        if not done:
+            break
+        state.update_one({"_id": kind}, {"$set": {"through": day.isoformat()}}, upsert=True)
+        day += timedelta(days=1)
+    return deleted
+
+
+FIRST_SWEEP = timedelta(days=90)
+
+
 def purge(now: datetime, retention_days: int) -> dict[str, int]:
-    """Delete what is older than the retention period (FerretDB has no TTL indexes)."""
-    cutoff = ms(now) - timedelta(days=retention_days)
-    notes = Notification._get_collection().delete_many(
-        {"sent_at": {"$lt": cutoff}, "outbox_pending": {"$ne": True}}
-    )
-    records = DeliveryRecord._get_collection().delete_many(
-        {"at": {"$lt": cutoff}, "outcome": {"$ne": "deferred"}}
-    )
-    versions = collection(VERSIONS).delete_many({"created_at": {"$lt": cutoff}})
-    # Cap counters are only needed for the current day (two days back covers every
-    # time zone).
-    stale_day = (now - timedelta(days=2)).date().isoformat()
-    days = collection(PROMOTION_DAYS).delete_many({"day": {"$lt": stale_day}})
+    """Delete what is older than the retention period, whole UTC days at a time.
+
+    Each collection remembers the last day it purged (``retention``), so a sweep visits
+    only the days that aged out since the previous one.
+    Notifications whose ``notification.read`` is not relayed yet and deferred delivery
+    records are kept; their day is visited again by the next sweep. Daily-cap counters
+    are needed only for the current day (two days back covers every time zone).
+    """
+    today = now.astimezone(UTC).date()
+    cutoff = today - timedelta(days=retention_days)
+    plans: dict[str, tuple[Any, dict[str, Any], date]] = {
+        "notifications": (Notification._get_collection(), {"outbox_pending": True}, cutoff),
+        "deliveries": (DeliveryRecord._get_collection(), {"outcome": "deferred"}, cutoff),
+        "collapse_versions": (collection(VERSIONS), {}, cutoff),
+        "promotion_days": (collection(PROMOTION_DAYS), {}, today - timedelta(days=2)),
+    }
     counts = {
-        "notifications": int(notes.deleted_count),
-        "deliveries": int(records.deleted_count),
-        "collapse_versions": int(versions.deleted_count),
-        "promotion_days": int(days.deleted_count),
+        kind: _purge_days(kind, coll, keep, before) for kind, (coll, keep, before) in plans.items()
     }
     for kind, n in counts.items():
         if n:

@@ -36,7 +36,11 @@ def create_app(
                 retention_days=settings.retention_days,
             )
             service = NotificationService(
-                settings, redis=runtime.redis, clock=clock, on_written=runtime.outbox_written
+                settings,
+                broker=runtime.broker,
+                redis=runtime.redis,
+                clock=clock,
+                on_written=runtime.outbox_written,
             )
             app.state.notifications = service
             assert runtime.broker is not None

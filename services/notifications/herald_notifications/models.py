@@ -1,8 +1,8 @@
 """Documents of the notifications service and their indexes.
 
-* ``notifications`` — the inbox (:class:`Notification`), an outbox document: creating
-  one stages ``notification.created`` in the same insert, marking it read stages
-  ``notification.read`` in the same update.
+* ``notifications`` — the inbox (:class:`Notification`), an outbox document: marking
+  one read stages ``notification.read`` in the same update (``notification.created`` is
+  derived from the stored document, see :mod:`herald_notifications.delivery`).
 * ``deliveries`` — every suppression and deferral (:class:`DeliveryRecord`), one per
   idempotency key; a deferred record carries the request until the sweep releases it.
 * ``collapse_versions`` — one document per request of a ``(user, collapse_key)`` group
@@ -11,8 +11,13 @@
   delivered that day; reserving a place is one atomic update, so the daily cap holds
   with several consumer replicas.
 
-Indexes are created explicitly by :func:`ensure_indexes` (FerretDB lacks TTL and
-partial indexes, so nothing here relies on them unless ``use_ttl_index`` is set).
+* ``retention`` — per purged collection, the last UTC day purged.
+
+Indexes are created explicitly by :func:`ensure_indexes`. Every query the service
+issues has an equality on the leading field of one of them (the local
+MongoDB-compatible server answers only those from an index; see dev/README.md).
+FerretDB lacks TTL indexes, so retention works by ``day`` (the UTC date a document was
+written or last decided): the sweep deletes whole days, each one an indexed equality.
 """
 
 from __future__ import annotations
@@ -54,8 +59,10 @@ class Notification(OutboxDocument):
     collapse_key = StringField(null=True)
     replaced = BooleanField(default=False)
     replaced_by = StringField(null=True)  # idempotency key of the newer one
+    replaces = StringField(null=True)  # id of the older one it superseded when created
     source = StringField(required=True)
     idempotency_key = StringField(required=True)
+    day = StringField(required=True)  # UTC date of sent_at: retention
 
     meta = {"collection": "notifications", "auto_create_index": False, "indexes": []}
 
@@ -78,12 +85,14 @@ class DeliveryRecord(Document):
     notification_id = StringField(null=True)
     request = DictField()  # the NotificationRequested payload, JSON mode
     history = ListField(DictField(), default=list)
+    day = StringField(required=True)  # UTC date of ``at``: retention
 
     meta = {"collection": "deliveries", "auto_create_index": False, "indexes": []}
 
 
 VERSIONS = "collapse_versions"
 PROMOTION_DAYS = "promotion_days"
+RETENTION = "retention"
 
 
 def collection(name: str) -> Any:
@@ -115,25 +124,25 @@ def ensure_indexes(*, use_ttl_index: bool = False, retention_days: int = 90) -> 
     )
     # Collapse: the unread notifications of one (user, collapse_key).
     notes.create_index([("user_id", ASCENDING), ("collapse_key", ASCENDING), ("read", ASCENDING)])
-    # Retention sweep.
+    # Retention sweep: whole days.
+    notes.create_index([("day", ASCENDING)])
     if use_ttl_index:
         notes.create_index(
             [("sent_at", ASCENDING)],
             expireAfterSeconds=retention_days * 86_400,
             name="sent_at_ttl",
         )
-    else:
-        notes.create_index([("sent_at", ASCENDING)])
 
     records = DeliveryRecord._get_collection()
     records.create_index([("idempotency_key", ASCENDING)], unique=True)
     records.create_index([("outcome", ASCENDING), ("deliver_at", ASCENDING)])
     records.create_index([("user_id", ASCENDING), ("at", DESCENDING), ("_id", DESCENDING)])
-    records.create_index([("at", ASCENDING)])
+    records.create_index([("day", ASCENDING)])
 
     versions = collection(VERSIONS)
     versions.create_index(
         [("group", ASCENDING), ("requested_at", DESCENDING), ("idempotency_key", DESCENDING)]
     )
-    versions.create_index([("created_at", ASCENDING)])
+    versions.create_index([("user_id", ASCENDING)])
+    versions.create_index([("day", ASCENDING)])
     collection(PROMOTION_DAYS).create_index([("day", ASCENDING)])

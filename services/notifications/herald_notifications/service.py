@@ -4,6 +4,10 @@ deferred-request sweep and the retention sweep.
 Time comes from an injectable ``clock`` (and the sweeps take ``now``), so tests move
 through quiet hours and days without sleeping.
 
+Events: ``notification.created`` is published (confirmed) after the notifications are
+stored and before the requests are acknowledged (see :mod:`herald_notifications.delivery`
+for why that loses nothing); ``notification.read`` goes through the outbox relay.
+
 Real time: after a notification is stored, its API JSON is published on the user's
 Redis channel (:func:`herald_common.redis_client.user_channel`) for the gateway's
 subscriptions. Pub/sub is fire-and-forget: a push lost to a Redis hiccup or a
@@ -22,7 +26,7 @@ from typing import Any
 
 from herald_common.db import run_db
 from herald_common.events import Envelope, NotificationRequested, UserDeleted, utcnow
-from herald_common.messaging import PermanentError
+from herald_common.messaging import Broker, PermanentError
 from herald_common.redis_client import user_channel
 from herald_common.replica import handle_user_event
 from herald_common.tasks import cancel_and_wait, start_periodic
@@ -36,7 +40,6 @@ from herald_notifications.delivery import (
     purge,
     release_due,
     release_user,
-    resettle_recent,
 )
 from herald_notifications.inbox import to_api
 from herald_notifications.metrics import REALTIME_FAILED
@@ -61,11 +64,13 @@ class NotificationService:
         self,
         settings: NotificationsSettings,
         *,
+        broker: Broker | None = None,
         redis: Any = None,
         clock: Clock | None = None,
         on_written: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
+        self.broker = broker
         self.redis = redis
         self.clock: Clock = clock or utcnow
         self.policy = policy_from(settings)
@@ -90,8 +95,14 @@ class NotificationService:
             if not isinstance(event.payload, NotificationRequested):
                 raise PermanentError(f"unexpected event type {event.type!r} on the requests queue")
             requests.append(event.payload)
+        maybe_seen = {e.payload.idempotency_key for e in events if e.maybe_seen}
         outcome = await run_db(
-            process_requests, requests, self.now(), self.policy, source=self.source
+            process_requests,
+            requests,
+            self.now(),
+            self.policy,
+            source=self.source,
+            maybe_seen=maybe_seen,
         )
         await self._after_write(outcome)
 
@@ -109,12 +120,10 @@ class NotificationService:
     # --- sweeps ----------------------------------------------------------------------------
 
     async def release_due(self, now: datetime | None = None, limit: int = 500) -> Outcome:
-        """Release (re-evaluate) deferred requests due at ``now`` (default: the clock),
-        then re-settle recently changed collapse groups."""
+        """Release (re-evaluate) deferred requests due at ``now`` (default: the clock)."""
         now = now or self.now()
         outcome = await run_db(release_due, now, self.policy, source=self.source, limit=limit)
         await self._after_write(outcome)
-        await run_db(resettle_recent, now)
         return outcome
 
     async def purge(self, now: datetime | None = None) -> dict[str, int]:
@@ -136,14 +145,18 @@ class NotificationService:
     # --- after a write ---------------------------------------------------------------------
 
     async def _after_write(self, outcome: Outcome) -> None:
-        if not outcome.created:
+        """Publish ``notification.created`` for what was stored (raises if the broker
+        cannot confirm: the requests are then retried), then push in real time."""
+        events = outcome.events(source=self.source)
+        if events and self.broker is not None:
+            await self.broker.publish_many(events)
+        if not outcome.created or self.redis is None:
             return
-        self._on_written()  # the outbox relay publishes notification.created now
-        if self.redis is None:
-            return
-        for doc in outcome.created:
-            try:
-                await self.redis.publish(user_channel(doc["user_id"]), json.dumps(to_api(doc)))
-            except Exception:
-                REALTIME_FAILED.inc()
-                log.warning("real-time push failed; the inbox has it", exc_info=True)
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for doc in outcome.created:
+                    pipe.publish(user_channel(doc["user_id"]), json.dumps(to_api(doc)))
+                await pipe.execute()
+        except Exception:
+            REALTIME_FAILED.inc(len(outcome.created))
+            log.warning("real-time push failed; the inbox has it", exc_info=True)

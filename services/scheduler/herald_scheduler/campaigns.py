@@ -1,6 +1,6 @@
 """Campaign fan-out: from one ``campaign.fired`` to one notification request per user.
 
-The audience is streamed from the local user replica (``iter_users``, keyset-paginated)
+The audience is streamed from the local user replica (``iter_users``, bucket by bucket)
 ``fanout_batch_size`` users at a time, so memory stays bounded whatever its size. For
 each batch:
 
@@ -39,7 +39,7 @@ from herald_common.db import run_db
 from herald_common.events import CampaignFired, Envelope, NotificationRequested, make_event
 from herald_common.messaging import Broker
 from herald_common.preferences import Preferences
-from herald_common.replica import iter_users
+from herald_common.replica import iter_users, position
 from herald_common.resources.models import CampaignSpec
 from pymongo.errors import DuplicateKeyError
 
@@ -236,8 +236,8 @@ class _Totals:
     samples: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, batch: dict[str, Any], sample_limit: int) -> None:
-        if self.cursor is None or batch["last_user_id"] > self.cursor:
-            self.cursor = batch["last_user_id"]
+        if self.cursor is None or batch["last_position"] > self.cursor:
+            self.cursor = batch["last_position"]
         self.audience_size += batch["audience_size"]
         self.sent += batch["sent"]
         self.opted_out += batch["opted_out"]
@@ -265,7 +265,7 @@ class _Totals:
 def _progress(key: str, sample_limit: int) -> _Totals:
     """A run's cursor and counters, summed over its batch records (in user order)."""
     totals = _Totals()
-    for batch in CampaignBatch._get_collection().find({"run": key}).sort("last_user_id", 1):
+    for batch in CampaignBatch._get_collection().find({"run": key}).sort("last_position", 1):
         totals.add(batch, sample_limit)
     return totals
 
@@ -299,10 +299,9 @@ class _BatchOutcome:
     samples: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _audience_query(fired: CampaignFired) -> dict[str, Any] | None:
-    if fired.audience.user_ids:
-        return {"_id": {"$in": sorted(set(fired.audience.user_ids))}}
-    return None
+def _audience_ids(fired: CampaignFired) -> set[str] | None:
+    """The explicit user ids of the audience's segment, if it names any."""
+    return set(fired.audience.user_ids) if fired.audience.user_ids else None
 
 
 def _evaluate_batch(
@@ -419,7 +418,7 @@ async def execute_run(
     limit = settings.dry_run_samples
     totals = await run_db(_progress, key, limit)
     gen = iter_users(
-        _audience_query(fired), batch_size=settings.fanout_batch_size, after=totals.cursor
+        batch_size=settings.fanout_batch_size, after=totals.cursor, user_ids=_audience_ids(fired)
     )
     coll = CampaignRun._get_collection()
     while True:
@@ -439,12 +438,12 @@ async def execute_run(
         if outcome.events:
             assert broker is not None
             await _publish_all(broker, outcome.events, settings.fanout_publish_concurrency)
-        last = users[-1]["_id"]
+        last = position(users[-1])
         batch = {
             "_id": f"{key}:{last}",
             "run": key,
             "after": totals.cursor,
-            "last_user_id": last,
+            "last_position": last,
             "audience_size": outcome.audience,
             "sent": len(outcome.events),
             "opted_out": outcome.opted_out,

@@ -170,15 +170,15 @@ class CampaignRun(Document):
 class CampaignBatch(Document):
     """One fully published batch of a campaign run (insert-only).
 
-    Its id is ``<run key>:<last user id of the batch>``; a run's progress (cursor) and
-    counters are derived from its batches, so two workers that raced on the same batch
-    count it once.
+    Its id is ``<run key>:<position of its last user>`` (see
+    :func:`herald_common.replica.position`); a run's progress (cursor) and counters are
+    derived from its batches, so two workers that raced on the same batch count it once.
     """
 
     id = StringField(primary_key=True)
     run = StringField(required=True)  # CampaignRun id
     after = StringField(null=True)  # the cursor the batch started after
-    last_user_id = StringField(required=True)
+    last_position = StringField(required=True)
     audience_size = IntField(default=0)
     sent = IntField(default=0)
     opted_out = IntField(default=0)
@@ -189,7 +189,7 @@ class CampaignBatch(Document):
 
     meta = {
         "collection": "campaign_batches",
-        "indexes": [{"fields": ["run", "last_user_id"]}],
+        "indexes": [{"fields": ["run", "last_position"]}],
         "auto_create_index": False,
     }
 
