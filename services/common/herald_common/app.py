@@ -3,6 +3,9 @@
 :func:`create_app` gives an app with ``/healthz`` (alive), ``/readyz`` (dependencies
 answer), ``/metrics`` (Prometheus), request metrics, a correlation id per request and
 typed JSON errors: bad input is a 4xx naming the field, never a 500 with a trace.
+Its OpenAPI document (``/openapi.json``) describes those errors on every route: each
+status of :data:`herald_common.errors.ERROR_STATUSES` with the shared ``ErrorBody``
+schema, and no FastAPI ``422`` (validation errors are answered as 400).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from herald_common.auth import Principal, TokenVerifier, bearer_token
-from herald_common.errors import Forbidden, HeraldError, RateLimited
+from herald_common.errors import ERROR_STATUSES, ErrorBody, Forbidden, HeraldError, RateLimited
 from herald_common.logs import set_correlation_id
 from herald_common.metrics import HTTP_REQUESTS
 
@@ -57,6 +60,56 @@ def _field_of(loc: tuple[Any, ...]) -> str:
     return ".".join(parts)
 
 
+_RETRY_AFTER = {"description": "seconds to wait", "schema": {"type": "integer"}}
+_HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
+
+
+def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
+    """Add the shared error answers to every operation of an OpenAPI document.
+
+    Statuses a route already documents keep their own description; FastAPI's ``422``
+    is replaced, since the services answer validation errors with 400.
+    """
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    body = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name, definition in body.pop("$defs", {}).items():
+        components.setdefault(name, definition)
+    components.setdefault("ErrorBody", body)
+    reference = {"$ref": "#/components/schemas/ErrorBody"}
+    for path_item in schema.get("paths", {}).values():
+        for method, operation in path_item.items():
+            if method not in _HTTP_METHODS or not isinstance(operation, dict):
+                continue
+            responses = operation.setdefault("responses", {})
+            responses.pop("422", None)
+            for status, (code, description) in ERROR_STATUSES.items():
+                entry = responses.setdefault(str(status), {})
+                entry.setdefault("description", f"{description} (`{code}`)")
+                entry.setdefault("content", {"application/json": {"schema": reference}})
+                if status == 429:
+                    entry.setdefault("headers", {"retry-after": _RETRY_AFTER})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        if unused in components and unused not in _references(schema):
+            del components[unused]
+    return schema
+
+
+def _references(schema: dict[str, Any]) -> set[str]:
+    """Component names referenced anywhere in the document."""
+    found: set[str] = set()
+    stack: list[Any] = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str):
+                found.add(ref.rsplit("/", 1)[-1])
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
+
+
 def create_app(
     *,
     service: str,
@@ -72,6 +125,15 @@ def create_app(
     app = FastAPI(title=title, version=version, description=description, lifespan=lifespan)
     app.state.ready_checks = {}
     app.state.service = service
+    generate_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's document with Herald's error answers on every route (built once)."""
+        if app.openapi_schema is None:
+            app.openapi_schema = document_errors(generate_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.middleware("http")
     async def _observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from pydantic import BaseModel
+
 
 class HeraldError(Exception):
     code: ClassVar[str] = "INTERNAL"
@@ -77,4 +79,35 @@ BY_CODE: dict[str, type[HeraldError]] = {
         RateLimited,
         Unavailable,
     )
+}
+
+
+class ErrorDetail(BaseModel):
+    """The ``error`` member of every error answer."""
+
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """``{"error": {"code", "message", "field"?}}``: what every service answers on error."""
+
+    error: ErrorDetail
+
+
+# Every error status a service answers, with its code: documented on every route of
+# every service's OpenAPI (herald_common.app).
+ERROR_STATUSES: dict[int, tuple[str, str]] = {
+    400: (
+        "BAD_USER_INPUT",
+        "Bad input: malformed or invalid parameters or body (`field` names it)",
+    ),
+    401: ("UNAUTHENTICATED", "Missing, invalid, expired or revoked bearer token"),
+    403: ("FORBIDDEN", "Authenticated, but not allowed (e.g. the admin role is required)"),
+    404: ("NOT_FOUND", "No such resource or route"),
+    405: ("BAD_USER_INPUT", "Method not allowed on this path"),
+    409: ("CONFLICT", "Clashes with existing state (e.g. an email already registered)"),
+    429: ("RATE_LIMITED", "Too many requests; `retry-after` says when to try again"),
+    503: ("UNAVAILABLE", "A dependency (database, broker, Redis) is unavailable"),
 }

@@ -1,0 +1,159 @@
+"""The probe's hostile inputs against all of Herald running as processes (issue 16).
+
+* every service's ``/openapi.json`` documents the error statuses it answers, and the
+  answers given to direct calls (no token, unknown path, wrong method, bad body) are
+  documented and carry the shared error body;
+* the gateway answers the probe's documents as client mistakes, no variable ends up in
+  any component's log, and a hostile alias query from one user leaves another user's
+  plain query working.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+SERVICES = ("users", "notifications", "recommendations", "scheduler")
+ERROR_STATUSES = {"400", "401", "403", "404", "405", "409", "429", "503"}
+PASSWORD = "secret-E2e-Probe-Password-5150"
+# One route per service that needs a bearer token, and its method.
+GUARDED = {
+    "users": ("GET", "/v1/users/me"),
+    "notifications": ("GET", "/v1/notifications"),
+    "recommendations": ("GET", "/v1/recommendations/me"),
+    "scheduler": ("GET", "/v1/orders/me"),
+}
+
+
+def service_url(herald: Any, name: str) -> str:
+    return f"http://127.0.0.1:{herald.env[f'HERALD_{name.upper()}_PORT']}"
+
+
+def codes(response: httpx.Response) -> list[str]:
+    return [e["extensions"]["code"] for e in response.json().get("errors", [])]
+
+
+async def test_every_service_documents_its_error_answers(herald) -> None:
+    async with httpx.AsyncClient(timeout=30) as client:
+        for name in SERVICES:
+            base = service_url(herald, name)
+            document = (await client.get(f"{base}/openapi.json")).json()
+            assert "ErrorBody" in document["components"]["schemas"], name
+            operations = [
+                (path, method, operation)
+                for path, item in document["paths"].items()
+                for method, operation in item.items()
+            ]
+            assert operations, name
+            for path, method, operation in operations:
+                responses = operation["responses"]
+                assert ERROR_STATUSES <= responses.keys(), (name, method, path)
+                assert "422" not in responses, (name, method, path)
+                for status in ERROR_STATUSES:
+                    schema = responses[status]["content"]["application/json"]["schema"]
+                    assert schema["$ref"].endswith("/ErrorBody"), (name, path, status)
+
+            # What the probe saw answered directly: each status is documented and typed.
+            method, path = GUARDED[name]
+            answers = {
+                "401": await client.request(method, f"{base}{path}"),
+                "404": await client.get(f"{base}/v1/no-such-route"),
+                "405": await client.request("PUT", f"{base}{path}"),
+            }
+            if name == "users":
+                answers["400"] = await client.post(
+                    f"{base}/v1/auth/login",
+                    content=b"[[[",
+                    headers={"content-type": "application/json"},
+                )
+            for status, response in answers.items():
+                assert str(response.status_code) == status, (name, status, response.text)
+                error = response.json()["error"]
+                assert isinstance(error["code"], str) and isinstance(error["message"], str)
+
+
+async def test_probe_documents_through_the_real_gateway(herald, gql) -> None:
+    nested = "[" * 1100 + "]" * 1100
+    deep = '{"query": "{ unreadCount }", "variables": {"v": ' + nested + "}}"
+    r = await gql.client.post(
+        herald.graphql, content=deep.encode(), headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 400 and codes(r) == ["BAD_USER_INPUT"]
+
+    login = (
+        'mutation($p: String!) { login(email: "nobody@example.com", password: $p) { accessToken } }'
+    )
+    for variables in [
+        {"p": [PASSWORD]},
+        {"p": PASSWORD},
+        {"p": {"deep": [PASSWORD]}},
+    ]:
+        r = await gql.raw(login, variables)
+        assert r.status_code in (200, 400) and codes(r), r.text
+        assert set(codes(r)) <= {"BAD_USER_INPUT", "UNAUTHENTICATED", "RATE_LIMITED"}
+    for raw in ['{"p": NaN}', '{"p": 1e400}', '{"p": "\\ud800"}']:
+        body = '{"query": ' + json.dumps(login) + ', "variables": ' + raw + "}"
+        r = await gql.client.post(
+            herald.graphql, content=body.encode(), headers={"content-type": "application/json"}
+        )
+        assert r.status_code == 400 and codes(r) == ["BAD_USER_INPUT"], r.text
+
+    many_logins = (
+        "mutation { "
+        + " ".join(
+            f'l{i}: login(email: "x@example.com", password: "{PASSWORD}") {{ accessToken }}'
+            for i in range(50)
+        )
+        + " }"
+    )
+    r = await gql.raw(many_logins)
+    assert r.status_code == 400 and codes(r) == ["BAD_USER_INPUT"]
+
+    ann = await gql.register("Ann")
+    aliases = "{ " + " ".join(f"a{i}: unreadCount" for i in range(150)) + " }"
+    data = await gql(aliases, token=ann["accessToken"])
+    assert len(set(data.values())) == 1
+
+    # Let the components flush their logs, then grep every one for the password.
+    await asyncio.sleep(1)
+    logs = sorted((herald.run_dir / "logs").glob("*.log"))
+    assert logs
+    for log in logs:
+        assert PASSWORD not in log.read_text(errors="replace"), log.name
+
+
+async def test_a_hostile_alias_query_leaves_another_users_query_working(herald, gql) -> None:
+    """Relative bound only (no absolute threshold): the plain query under hostile load
+    stays within a small multiple of its own baseline."""
+    mallory, bob = await gql.register("Mallory"), await gql.register("Bob")
+    plain = "{ unreadCount notifications(first: 5) { totalCount } }"
+
+    async def timed(query: str, token: str) -> float:
+        started = time.perf_counter()
+        r = await gql.raw(query, token=token)
+        assert r.status_code in (200, 400), r.text
+        return time.perf_counter() - started
+
+    baseline = sorted([await timed(plain, bob["accessToken"]) for _ in range(5)])[2]
+    hostile = (
+        "{ "
+        + " ".join(
+            f"n{i}: notifications(first: {i + 1}) {{ totalCount edges {{ node {{ id }} }} }}"
+            for i in range(20)
+        )
+        + " }"
+    )
+    attack = [asyncio.create_task(timed(hostile, mallory["accessToken"])) for _ in range(8)]
+    await asyncio.sleep(0.05)
+    under_load = sorted([await timed(plain, bob["accessToken"]) for _ in range(5)])[2]
+    await asyncio.gather(*attack)
+    r = await gql.raw(plain, token=bob["accessToken"])
+    assert r.status_code == 200 and "errors" not in r.json()
+    assert under_load < 10 * baseline, (baseline, under_load)
