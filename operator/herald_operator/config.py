@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from herald_common.resources.segments import CATALOG_CATEGORIES
 from herald_common.settings import component_config
-from pydantic import BaseModel, Field, field_validator
+from pydantic import AliasChoices, BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode
 
 PullPolicy = Literal["Always", "IfNotPresent", "Never"]
@@ -96,6 +96,10 @@ class OperatorSettings(BaseSettings):
     )
 
     # --- Kubernetes API ---------------------------------------------------------------
+    # Outside a pod: the kubeconfig file (also read from the usual KUBECONFIG).
+    kubeconfig: str | None = Field(
+        default=None, validation_alias=AliasChoices("HERALD_OPERATOR_KUBECONFIG", "KUBECONFIG")
+    )
     # Client-side rate limit of the operator's own API calls (token bucket).
     api_qps: float = Field(default=50.0, gt=0)
     api_burst: int = Field(default=100, ge=1)

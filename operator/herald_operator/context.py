@@ -19,8 +19,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def api_client() -> client.ApiClient:
-    """In a pod, its service account; elsewhere ``$KUBECONFIG`` / ``~/.kube/config``."""
+def api_client(kubeconfig: str | None = None) -> client.ApiClient:
+    """With ``kubeconfig`` that file; else in a pod its service account, elsewhere
+    ``~/.kube/config``."""
+    if kubeconfig:
+        return config.new_client_from_config(config_file=kubeconfig)
     try:
         config.load_incluster_config()
         return client.ApiClient()
@@ -66,4 +69,7 @@ class Context:
 def make_context(settings: OperatorSettings | None = None) -> Context:
     """A context from the environment's settings and Kubernetes credentials."""
     settings = settings or OperatorSettings()
-    return Context(settings, Kube(api_client(), qps=settings.api_qps, burst=settings.api_burst))
+    return Context(
+        settings,
+        Kube(api_client(settings.kubeconfig), qps=settings.api_qps, burst=settings.api_burst),
+    )

@@ -30,6 +30,12 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     startup.configure(settings, memo)
 
 
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """Credentials: the pod's service account, else the kubeconfig (read when called)."""
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
 @kopf.on.resume(GROUP, VERSION, CAMPAIGNS)
 @kopf.on.create(GROUP, VERSION, CAMPAIGNS)
 @kopf.on.update(GROUP, VERSION, CAMPAIGNS, field="spec")
