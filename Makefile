@@ -39,8 +39,10 @@ testenv:
 
 up: venv infra
 	@bash dev/run.sh up
+	@bash dev/prometheus.sh up
 
 down:
+	@if [ -f dev/prometheus.sh ]; then bash dev/prometheus.sh down; fi
 	@if [ -f dev/run.sh ]; then bash dev/run.sh down; fi
 	@bash dev/infra.sh down
 
