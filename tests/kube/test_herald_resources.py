@@ -110,6 +110,7 @@ def test_kubectl_explain_documents_the_spec(
         return proc.stdout if proc.returncode == 0 else ""
 
     text = wait_until(explain, timeout=60, what="the CRD's schema in the OpenAPI document")
+    lines = text.splitlines()
     for field in (
         "audience",
         "dryRun",
@@ -120,7 +121,9 @@ def test_kubectl_explain_documents_the_spec(
         "timeZone",
         "type",
     ):
-        assert f"{field}\t" in text or f"  {field} " in text or f"{field}\t<" in text, text
+        [at] = [i for i, line in enumerate(lines) if line.startswith(f"  {field}\t<")]
+        # Each field is followed by its description.
+        assert lines[at + 1].startswith("    ") and lines[at + 1].strip(), (field, text)
     assert "IANA time zone" in text and "Exactly one of" in text
     template = _kubectl(
         kube_control_plane, kube_tools, "explain", "notificationcampaign.spec.template.title"
