@@ -122,8 +122,9 @@ def test_kubectl_explain_documents_the_spec(
         "type",
     ):
         [at] = [i for i, line in enumerate(lines) if line.startswith(f"  {field}\t<")]
-        # Each field is followed by its description.
-        assert lines[at + 1].startswith("    ") and lines[at + 1].strip(), (field, text)
+        # Each field is followed by its description (after an enum line, if any).
+        following = lines[at + 2] if lines[at + 1].startswith("  enum:") else lines[at + 1]
+        assert following.startswith("    ") and following.strip(), (field, text)
     assert "IANA time zone" in text and "Exactly one of" in text
     template = _kubectl(
         kube_control_plane, kube_tools, "explain", "notificationcampaign.spec.template.title"
