@@ -24,14 +24,17 @@ from pydantic import ValidationError
 
 from herald_operator import __version__
 from herald_operator.config import OperatorSettings
-from herald_operator.context import make_context
+from herald_operator.context import Context, make_context
 from herald_operator.leader import LeaseElector
 
 log = logging.getLogger("herald_operator")
 
 
-async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> int:
-    """Lead (or wait to), then operate until ``stop`` is set or the Lease is lost."""
+async def run(
+    settings: OperatorSettings, stop: asyncio.Event | None = None, ctx: Context | None = None
+) -> int:
+    """Lead (or wait to), then operate until ``stop`` is set or the Lease is lost
+    (``ctx``: a prepared context, e.g. to read its counters afterwards)."""
     import herald_operator.main  # noqa: F401 - registers the handlers
 
     stop = stop or asyncio.Event()
@@ -39,7 +42,7 @@ async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> 
     with contextlib.suppress(NotImplementedError, RuntimeError):
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-    ctx = make_context(settings)
+    ctx = ctx or make_context(settings)
     elector: LeaseElector | None = None
     if settings.leader_election:
         elector = LeaseElector(
