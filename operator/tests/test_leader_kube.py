@@ -130,3 +130,41 @@ def test_two_operators_only_one_acts(
         what="replica-b to update the CronJob",
     )
     assert second.stop() == 0
+
+
+def test_watches_exactly_the_configured_namespaces(
+    kube_control_plane: KubeControlPlane, kube_api: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kubernetes import client
+
+    core: Any = client.CoreV1Api(kube_api)
+    names = [f"t-ns{i}-{secrets.token_hex(3)}" for i in range(3)]
+    for name in names:
+        core.create_namespace({"metadata": {"name": name}})
+    monkeypatch.setenv("KUBECONFIG", kube_control_plane.kubeconfig)
+    watched, other = names[:2], names[2]
+    replica = Replica(
+        OperatorSettings(
+            namespaces=watched,
+            leader_election=False,
+            scheduler_image="registry.invalid/herald/scheduler:test",
+            log_json=False,
+        )
+    )
+    try:
+        clusters = {n: Cluster(kube_api, n) for n in names}
+        for cluster in clusters.values():
+            cluster.create(schedule_body("sweep"))
+        for name in watched:
+            wait_until(
+                lambda n=name: clusters[n].cronjob("schedule-sweep") is not None,
+                30,
+                what=f"the CronJob in {name}",
+            )
+        time.sleep(2)
+        assert clusters[other].cronjob("schedule-sweep") is None
+        assert clusters[other].status("Schedule", "sweep") == {}
+    finally:
+        assert replica.stop() == 0
+        for name in names:
+            core.delete_namespace(name, propagation_policy="Background")
