@@ -5,10 +5,13 @@
   before they run; this counter is the backstop for what the estimate cannot see
   (loader batches, cache misses).
 * :class:`CallerSlots` — per caller (user id, or client address when anonymous) and
-  gateway process: at most ``per_caller`` calls in flight; the caller's further calls
-  wait for one of their own to finish. One caller therefore never holds more than
-  ``per_caller`` of a service's pooled connections, and another caller's call never
-  queues behind them in the gateway.
+  gateway process: at most ``per_caller`` things in flight; the caller's further ones
+  wait for one of their own to finish. Used twice: for service calls (one caller never
+  holds more than ``max_concurrent_calls_per_caller`` of a service's pooled
+  connections, and another caller's call never queues behind them in the gateway) and
+  for executing operations (one caller's documents never take more than
+  ``max_concurrent_requests_per_caller`` shares of the event loop; beyond
+  ``max_waiting`` queued ones, the caller gets ``RATE_LIMITED``).
 """
 
 from __future__ import annotations
@@ -39,8 +42,9 @@ class _Slots:
 class CallerSlots:
     """Per-caller concurrency limit for service calls (one per gateway process)."""
 
-    def __init__(self, per_caller: int) -> None:
+    def __init__(self, per_caller: int, max_waiting: int | None = None) -> None:
         self.per_caller = per_caller
+        self.max_waiting = max_waiting
         self._slots: dict[str, _Slots] = {}
 
     def active_callers(self) -> int:
@@ -53,6 +57,13 @@ class CallerSlots:
         entry = self._slots.get(caller)
         if entry is None:
             entry = self._slots[caller] = _Slots(asyncio.Semaphore(self.per_caller))
+        if self.max_waiting is not None and entry.holders >= self.per_caller + self.max_waiting:
+            raise GraphQLFailure(
+                f"too many requests in flight: at most {self.per_caller} run at once, "
+                f"{self.max_waiting} more wait",
+                "RATE_LIMITED",
+                retry_after=1,
+            )
         entry.holders += 1
         try:
             started = time.perf_counter()

@@ -44,6 +44,10 @@ class GatewaySettings(HeraldSettings):
     # Fairness: one caller's service calls in flight in this process, out of
     # max_connections_per_service; further calls of that caller wait their turn.
     max_concurrent_calls_per_caller: int = Field(default=8, ge=1)
+    # ... and one caller's operations executing at once (the event loop is shared);
+    # beyond the waiting ones, RATE_LIMITED.
+    max_concurrent_requests_per_caller: int = Field(default=4, ge=1)
+    max_waiting_requests_per_caller: int = Field(default=32, ge=0)
     max_activity_batch: int = Field(default=1000, ge=1, le=1000)
     max_activity_future_seconds: int = Field(default=300, ge=0)
 

@@ -26,6 +26,8 @@ class Gateway:
     limiter: RateLimiter
     # Per-caller service-call slots (herald_gateway.budget); None: no fairness limit.
     slots: CallerSlots | None = None
+    # Per-caller slots for executing operations; None: no limit.
+    request_slots: CallerSlots | None = None
 
     async def publish(self, event: Any) -> None:
         if self.broker is None:

@@ -56,6 +56,10 @@ def create_app(
                 runtime.redis, settings.rate_limit_per_minute, prefix=settings.redis_prefix
             ),
             slots=CallerSlots(settings.max_concurrent_calls_per_caller),
+            request_slots=CallerSlots(
+                settings.max_concurrent_requests_per_caller,
+                max_waiting=settings.max_waiting_requests_per_caller,
+            ),
         )
         app.state.gateway = gateway
         assert runtime.broker is not None

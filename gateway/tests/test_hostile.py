@@ -362,3 +362,40 @@ async def test_a_hostile_caller_does_not_hold_up_another(gateway_factory) -> Non
     in_flight = gw.recorders["notifications"].max_in_flight
     assert sum(in_flight.values()) > 0 and max(in_flight.values()) <= 4, in_flight
     assert gw.gateway.slots.active_callers() == 0
+
+
+async def test_caller_slots_queue_a_caller_then_refuse_it() -> None:
+    """Per caller: ``per_caller`` run, ``max_waiting`` wait, the next is RATE_LIMITED."""
+    from herald_gateway.budget import CallBudget, CallerSlots
+    from herald_gateway.errors import GraphQLFailure
+
+    slots = CallerSlots(1, max_waiting=1)
+    release = asyncio.Event()
+    order: list[str] = []
+
+    async def hold(name: str, caller: str = "mallory") -> None:
+        async with slots.hold(caller):
+            order.append(name)
+            await release.wait()
+
+    first = asyncio.create_task(hold("first"))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(hold("second"))
+    await asyncio.sleep(0)
+    with pytest.raises(GraphQLFailure) as refused:
+        async with slots.hold("mallory"):
+            pass
+    assert refused.value.code == "RATE_LIMITED" and refused.value.retry_after == 1
+    other = asyncio.create_task(hold("bob", caller="bob"))
+    await asyncio.sleep(0)
+    assert order == ["first", "bob"]
+    release.set()
+    await asyncio.gather(first, second, other)
+    assert order == ["first", "bob", "second"] and slots.active_callers() == 0
+
+    budget = CallBudget(2, "mallory")
+    budget.spend("users")
+    budget.spend("users")
+    with pytest.raises(GraphQLFailure) as spent:
+        budget.spend("users")
+    assert spent.value.code == "BAD_USER_INPUT" and spent.value.field == "query"

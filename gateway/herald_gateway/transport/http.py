@@ -98,9 +98,9 @@ async def _run(gateway: Gateway, request: Request, body: Any, allowed: tuple[str
     )
     try:
         op = await prepare(ctx, body, caller=caller, allowed=allowed)
+        result = await execute(ctx, op)
     except RequestRefused as exc:
         return _refused(exc)
-    result = await execute(ctx, op)
     status = 400 if is_request_error(result) else 200
     return JSONResponse(result, status_code=status)
 

@@ -151,10 +151,26 @@ async def prepare(
 
 
 async def execute(ctx: RequestContext, op: Prepared) -> dict[str, Any]:
+    """Run a prepared query or mutation in one of its caller's request slots.
+
+    Raises :class:`RequestRefused` (429) when the caller already has too many
+    operations running and waiting.
+    """
     engine = await get_engine()
-    result: dict[str, Any] = await engine.execute(
-        op.query, operation_name=op.operation_name, context=ctx, variables=op.variables
-    )
+    slots = ctx.gateway.request_slots
+    caller = ctx.budget.caller if ctx.budget is not None else None
+    if slots is None or caller is None:
+        result: dict[str, Any] = await engine.execute(
+            op.query, operation_name=op.operation_name, context=ctx, variables=op.variables
+        )
+        return result
+    try:
+        async with slots.hold(caller):
+            result = await engine.execute(
+                op.query, operation_name=op.operation_name, context=ctx, variables=op.variables
+            )
+    except GraphQLFailure as exc:
+        raise RequestRefused.of(exc, 429) from None
     return result
 
 

@@ -276,7 +276,13 @@ class _Session:
                 await self.send_errors(op_id, exc.errors)
                 return
             if op.kind != "subscription":
-                await self.send_result(op_id, await execute(ctx, op))
+                try:
+                    result = await execute(ctx, op)
+                except RequestRefused as exc:
+                    errored = True
+                    await self.send_errors(op_id, exc.errors)
+                    return
+                await self.send_result(op_id, result)
             else:
                 try:
                     ctx.user()
