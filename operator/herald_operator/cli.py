@@ -2,8 +2,9 @@
 
     herald-operator            # settings from HERALD_OPERATOR_* (see the README)
 
-Waits for the leader Lease (``HERALD_OPERATOR_LEADER_ELECTION``, on by default), then
-runs kopf standalone on the watched namespaces (all when none is set) until SIGTERM, or
+Serves ``/healthz`` and ``/readyz`` on ``HERALD_OPERATOR_HEALTH_PORT`` when set. Waits
+for the leader Lease (``HERALD_OPERATOR_LEADER_ELECTION``, on by default), then runs kopf
+standalone on the watched namespaces (all when none is set) until SIGTERM, or
 until the Lease is lost. Exit codes: 0 stopped, 1 lost the Lease (the Deployment
 restarts it as a standby), 2 invalid settings.
 """
@@ -25,6 +26,7 @@ from pydantic import ValidationError
 from herald_operator import __version__
 from herald_operator.config import OperatorSettings
 from herald_operator.context import Context, make_context
+from herald_operator.health import start_health_server
 from herald_operator.leader import LeaseElector
 
 log = logging.getLogger("herald_operator")
@@ -42,7 +44,20 @@ async def run(
     with contextlib.suppress(NotImplementedError, RuntimeError):
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-    ctx = ctx or make_context(settings)
+    state = {"operating": False}
+    health = None
+    if settings.health_port:
+        health = await start_health_server(settings.health_port, leading=lambda: state["operating"])
+    try:
+        return await _operate(settings, stop, ctx or make_context(settings), state)
+    finally:
+        if health is not None:
+            await health.cleanup()
+
+
+async def _operate(
+    settings: OperatorSettings, stop: asyncio.Event, ctx: Context, state: dict[str, bool]
+) -> int:
     elector: LeaseElector | None = None
     if settings.leader_election:
         elector = LeaseElector(
@@ -63,6 +78,7 @@ async def run(
         "operating",
         extra={"namespaces": settings.namespaces or "all", "identity": settings.identity},
     )
+    state["operating"] = True
     try:
         await kopf.operator(
             clusterwide=settings.clusterwide,
@@ -72,6 +88,7 @@ async def run(
             memo=kopf.Memo(ctx=ctx),
         )
     finally:
+        state["operating"] = False
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

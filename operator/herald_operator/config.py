@@ -48,6 +48,9 @@ class OperatorSettings(BaseSettings):
     # Namespaces to watch; empty = every namespace (cluster-wide).
     namespaces: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
+    # Port of /healthz and /readyz (none = no probe server).
+    health_port: int | None = Field(default=None, ge=1, le=65535)
+
     # --- one active replica -----------------------------------------------------------
     leader_election: bool = True
     lease_name: str = "herald-operator"

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import socket
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -55,6 +58,20 @@ def test_one_holder_at_a_time_and_takeover_after_expiry(kube_api: Any, kube_name
     assert a.holder() is None and a.try_acquire()
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _probe(port: int, path: str) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
 class Replica:
     """``herald-operator`` in its own thread and event loop, as in its own pod (kopf
     runs one operator per event loop)."""
@@ -92,10 +109,13 @@ def test_two_operators_only_one_acts(
     cluster = Cluster(kube_api, kube_namespace)
     monkeypatch.setenv("KUBECONFIG", kube_control_plane.kubeconfig)
 
+    ports = {"replica-a": _free_port(), "replica-b": _free_port()}
+
     def settings(identity: str) -> OperatorSettings:
         return OperatorSettings(
             namespaces=[kube_namespace],
             identity=identity,
+            health_port=ports[identity],
             lease_name="herald-operator",
             lease_namespace=kube_namespace,
             lease_duration_seconds=4,
@@ -115,6 +135,12 @@ def test_two_operators_only_one_acts(
     wait_until(lambda: cluster.cronjob("schedule-sweep") is not None, 30, what="the CronJob")
     time.sleep(2)  # give the standby every chance to (wrongly) act too
     assert holder.holder() == "replica-a" and second.thread.is_alive()
+    # Both are alive; only the leader is ready.
+    assert _probe(ports["replica-a"], "/healthz") == _probe(ports["replica-b"], "/healthz") == 200
+    assert (_probe(ports["replica-a"], "/readyz"), _probe(ports["replica-b"], "/readyz")) == (
+        200,
+        503,
+    )
     events = cluster.events("sweep")
     assert {e.reporting_instance for e in events if e.reporting_component == "herald-operator"} == {
         "replica-a"
