@@ -37,6 +37,7 @@ type options struct {
 	dataDir         string
 	kubeconfig      string
 	port            int
+	bindAddress     string
 	etcdPort        int
 	etcdPeerPort    int
 	token           string
@@ -58,6 +59,7 @@ func parseOptions(args []string) (*options, error) {
 	fs.StringVar(&o.dataDir, "data-dir", "", "directory for etcd data, certificates and tokens (default: a new temporary directory, removed on exit)")
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "where to write the admin kubeconfig (default: <data-dir>/kubeconfig)")
 	fs.IntVar(&o.port, "port", 0, "kube-apiserver secure port on 127.0.0.1 (0: a free port)")
+	fs.StringVar(&o.bindAddress, "bind-address", "127.0.0.1", "address kube-apiserver listens on (0.0.0.0: also reachable from pods of a real node; the kubeconfig still uses 127.0.0.1)")
 	fs.IntVar(&o.etcdPort, "etcd-port", 0, "etcd client port on 127.0.0.1 (0: a free port)")
 	fs.IntVar(&o.etcdPeerPort, "etcd-peer-port", 0, "etcd peer port on 127.0.0.1 (0: a free port)")
 	fs.StringVar(&o.token, "token", "", "admin bearer token, in group system:masters (default: reuse <data-dir>/token or make a random one)")
@@ -191,14 +193,14 @@ func run(args []string) error {
 	}
 
 	// kube-apiserver.
-	listener, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(o.port)))
+	listener, err := net.Listen("tcp", net.JoinHostPort(o.bindAddress, strconv.Itoa(o.port)))
 	if err != nil {
 		return fmt.Errorf("kube-apiserver listener: %w", err)
 	}
 	port := listener.Addr().(*net.TCPAddr).Port
 	apiArgs := append([]string{
 		"--advertise-address=127.0.0.1",
-		"--bind-address=127.0.0.1",
+		"--bind-address=" + o.bindAddress,
 		"--secure-port=" + strconv.Itoa(port),
 		"--cert-dir=" + pki.Dir,
 		"--tls-cert-file=" + pki.ServingCert,
@@ -208,13 +210,17 @@ func run(args []string) error {
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file=" + pki.SAPub,
 		"--service-account-signing-key-file=" + pki.SAKey,
-		"--disable-admission-plugins=ServiceAccount",
 		"--service-cluster-ip-range=10.0.0.0/24",
 		"--etcd-servers=" + etcd.clientURL,
 		"--allow-privileged=true",
 		"--endpoint-reconciler-type=none",
 		"--profiling=false",
 	}, o.apiserverArgs...)
+	// Pods need no service account token, unless the caller chooses the admission
+	// plugins itself (a real node runs pods that use their tokens).
+	if !hasFlag(o.apiserverArgs, "--disable-admission-plugins") {
+		apiArgs = append(apiArgs, "--disable-admission-plugins=ServiceAccount")
+	}
 	apiDone, err := startAPIServer(ctx, apiArgs, listener)
 	if err != nil {
 		return fmt.Errorf("kube-apiserver: %w", err)
@@ -283,6 +289,16 @@ func run(args []string) error {
 		waitDone(cmDone, 5*time.Second)
 	}
 	return runErr
+}
+
+// hasFlag reports whether args set the flag name (as "name=value" or "name value").
+func hasFlag(args []string, name string) bool {
+	for _, a := range args {
+		if a == name || strings.HasPrefix(a, name+"=") {
+			return true
+		}
+	}
+	return false
 }
 
 // waitDone waits for a component's done channel; false on timeout.

@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# Build every image of the single-node cluster without a Docker engine, and load them
+# into containerd.
+#
+#   dev/cluster/images.sh build      build what is missing; writes .run/cluster/images.env
+#                                    and .run/cluster/values-images.yaml (the chart's tags)
+#   dev/cluster/images.sh load       import the built images into containerd's k8s.io
+#                                    namespace (the cluster's containerd must be running)
+#
+# Images (tag = a hash of their inputs, so a changed input builds a new tag):
+#   localhost/herald/debian-python   the debootstrap root filesystem (rootfs.sh)
+#   localhost/herald/base            services/common/Dockerfile, PYTHON_BASE = the above
+#   localhost/herald/<component>     each component's Dockerfile, BASE = herald-base
+#   localhost/herald/{mongodb,rabbitmq,redis}  dev/cluster/images/* (FerretDB, Debian packages)
+#   localhost/herald/{pause,coredns} static binaries alone (dev/pause, dev/cluster/coredns)
+# Built with buildah (chroot isolation, host network: RUN steps reach the Debian mirror
+# and PyPI like the host does; the host's CA bundle and a pip.conf pointing at it are
+# mounted for the build only). Images live in buildah's storage and as docker-archive
+# files in $CACHE_DIR/images/, both outside the clone; nothing is pulled from a registry.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+ARCHIVES="$CACHE_DIR/images"
+
+# files_key DIR... : hash of every source file under the folders (what .dockerignore sends).
+files_key() {
+  find "$@" -type f ! -path '*/__pycache__/*' ! -path '*.egg-info/*' ! -path '*/tests/*' \
+    ! -path '*/.pytest_cache/*' ! -path '*/.mypy_cache/*' ! -path '*/build/*' ! -path '*/dist/*' \
+    -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16
+}
+
+have_image() { buildah inspect --type image "$1" >/dev/null 2>&1; }
+
+# Mounted into every RUN step: the host's CA bundle (a TLS-inspecting proxy's CA is in
+# it) and a pip.conf using it.
+build_mounts() {
+  local conf="$RUN_DIR/build/pip.conf"
+  mkdir -p "$RUN_DIR/build"
+  {
+    echo "[global]"
+    echo "cert = /etc/ssl/certs/ca-certificates.crt"
+    [[ -z "${PIP_INDEX_URL:-}" ]] || echo "index-url = $PIP_INDEX_URL"
+    echo "timeout = ${PIP_DEFAULT_TIMEOUT:-180}"
+  } >"$conf"
+  MOUNTS=(--volume "$conf:/etc/pip.conf:ro")
+  [[ ! -f /etc/ssl/certs/ca-certificates.crt ]] \
+    || MOUNTS+=(--volume /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro)
+}
+
+# bud IMAGE DOCKERFILE CONTEXT [buildah bud args...]
+bud() {
+  local image="$1" file="$2" ctx="$3"; shift 3
+  if have_image "$image"; then return 0; fi
+  log "building $image"
+  local start=$SECONDS logf="$RUN_DIR/build/$(basename "${image%%:*}").log"
+  if ! nice -n 10 buildah bud --isolation chroot --network host --layers --format docker \
+      "${MOUNTS[@]}" -f "$file" -t "$image" "$@" "$ctx" >"$logf" 2>&1; then
+    tail -30 "$logf" >&2
+    die "building $image failed (log: $logf)"
+  fi
+  log "built $image in $((SECONDS - start))s"
+}
+
+archive() {
+  local image="$1" name out
+  name="$(basename "${image%%:*}")-${image##*:}"
+  out="$ARCHIVES/$name.tar"
+  if [[ ! -f "$out" ]]; then
+    mkdir -p "$ARCHIVES"
+    buildah push -q "$image" "docker-archive:$out.tmp:$image" >/dev/null
+    mv -f "$out.tmp" "$out"
+  fi
+  echo "$out"
+}
+
+build_all() {
+  command -v buildah >/dev/null || die "buildah is not installed (dev/cluster/build.sh debs)"
+  [[ -x "$RUN_DIR/bin/herald-pause" && -x "$RUN_DIR/bin/herald-coredns" ]] \
+    || die "build the binaries first (dev/cluster/build.sh bins)"
+  local ferret="$REPO_ROOT/.run/bin/herald-ferretdb"
+  [[ -x "$ferret" ]] || bash "$REPO_ROOT/dev/ferretdb/build.sh"
+  build_mounts
+  local start=$SECONDS
+  local -A tags=()
+
+  # 1. The Debian root filesystem as an image.
+  local rootfs k
+  rootfs="$(bash "$CLUSTER_DIR/rootfs.sh")"
+  k="$(basename "$rootfs" .tar)"; k="${k##*-}"
+  local pybase="$IMAGE_PREFIX/debian-python:$k"
+  if ! have_image "$pybase"; then
+    log "importing the root filesystem as $pybase"
+    local c; c="$(buildah from scratch)"
+    buildah add --quiet "$c" "$rootfs" / >/dev/null
+    buildah config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+      --env LANG=C.UTF-8 --cmd /bin/bash "$c"
+    buildah commit --quiet --format docker "$c" "$pybase" >/dev/null
+    buildah rm "$c" >/dev/null
+  fi
+  tags[debian-python]="$k"
+
+  # 2. herald-base and the components.
+  local root="$REPO_ROOT" basek
+  basek="$(KEY_EXTRA="$k" key "$root/services/common/Dockerfile" "$root/requirements-runtime.lock")"
+  basek="$(echo "$basek $(files_key "$root/services/common")" | sha256sum | cut -c1-16)"
+  bud "$IMAGE_PREFIX/base:$basek" "$root/services/common/Dockerfile" "$root" \
+    --build-arg "PYTHON_BASE=$pybase"
+  tags[base]="$basek"
+  local entry name dir ck
+  for entry in "${HERALD_IMAGES[@]}"; do
+    name="${entry%%:*}"; dir="${entry#*:}"
+    ck="$(echo "$basek $(files_key "$root/$dir")" | sha256sum | cut -c1-16)"
+    bud "$IMAGE_PREFIX/$name:$ck" "$root/$dir/Dockerfile" "$root" \
+      --build-arg "BASE=$IMAGE_PREFIX/base:$basek"
+    tags[$name]="$ck"
+  done
+
+  # 3. Infrastructure, pause and DNS, each from a small prepared context.
+  local ctx="$RUN_DIR/build/ctx"
+  rm -rf "$ctx"; mkdir -p "$ctx"/{mongodb,pause,coredns}
+  cp "$ferret" "$CLUSTER_DIR/images/mongodb/entrypoint.sh" "$ctx/mongodb/"
+  cp "$RUN_DIR/bin/herald-pause" "$ctx/pause/"
+  cp "$RUN_DIR/bin/herald-coredns" "$ctx/coredns/"
+  local ik
+  ik="$(KEY_EXTRA="$k" key "$CLUSTER_DIR/images/mongodb/Dockerfile" "$ctx/mongodb/entrypoint.sh" "$ferret")"
+  bud "$IMAGE_PREFIX/mongodb:$ik" "$CLUSTER_DIR/images/mongodb/Dockerfile" "$ctx/mongodb" \
+    --build-arg "BASE=$pybase"
+  tags[mongodb]="$ik"
+  ik="$(KEY_EXTRA="$k $RABBITMQ_DEB_VERSION" key "$CLUSTER_DIR/images/rabbitmq/Dockerfile")"
+  bud "$IMAGE_PREFIX/rabbitmq:$ik" "$CLUSTER_DIR/images/rabbitmq/Dockerfile" "$ctx" \
+    --build-arg "BASE=$pybase" --build-arg "RABBITMQ_VERSION=$RABBITMQ_DEB_VERSION"
+  tags[rabbitmq]="$ik"
+  ik="$(KEY_EXTRA="$k $REDIS_DEB_VERSION" key "$CLUSTER_DIR/images/redis/Dockerfile")"
+  bud "$IMAGE_PREFIX/redis:$ik" "$CLUSTER_DIR/images/redis/Dockerfile" "$ctx" \
+    --build-arg "BASE=$pybase" --build-arg "REDIS_VERSION=$REDIS_DEB_VERSION"
+  tags[redis]="$ik"
+  ik="$(key "$REPO_ROOT/dev/pause/Dockerfile" "$ctx/pause/herald-pause")"
+  bud "$IMAGE_PREFIX/pause:$ik" "$REPO_ROOT/dev/pause/Dockerfile" "$ctx/pause"
+  tags[pause]="$ik"
+  ik="$(key "$CLUSTER_DIR/images/coredns/Dockerfile" "$ctx/coredns/herald-coredns")"
+  bud "$IMAGE_PREFIX/coredns:$ik" "$CLUSTER_DIR/images/coredns/Dockerfile" "$ctx/coredns"
+  tags[coredns]="$ik"
+
+  # What the cluster scripts and the chart use.
+  {
+    for name in "${!tags[@]}"; do
+      echo "IMAGE_${name//-/_}=$IMAGE_PREFIX/$name:${tags[$name]}"
+    done | sort
+  } >"$RUN_DIR/images.env.tmp"
+  mv -f "$RUN_DIR/images.env.tmp" "$RUN_DIR/images.env"
+  {
+    echo "# Written by dev/cluster/images.sh: the locally built images (never pulled)."
+    echo "global:"
+    echo "  imageRegistry: localhost"
+    echo "  imagePullPolicy: Never"
+    for entry in "${HERALD_IMAGES[@]}"; do
+      name="${entry%%:*}"
+      printf '%s:\n  image:\n    tag: "%s"\n' "$name" "${tags[$name]}"
+    done
+    for name in mongodb rabbitmq redis; do
+      printf '%s:\n  image:\n    repository: %s/%s\n    tag: "%s"\n    pullPolicy: Never\n' \
+        "$name" "$IMAGE_PREFIX" "$name" "${tags[$name]}"
+    done
+  } >"$RUN_DIR/values-images.yaml"
+  log "images ready in $((SECONDS - start))s"
+}
+
+load_all() {
+  [[ -f "$RUN_DIR/images.env" ]] || die "no $RUN_DIR/images.env: run dev/cluster/images.sh build"
+  local sock="$RUN_DIR/containerd/containerd.sock" image have
+  have="$(ctr --address "$sock" -n k8s.io images ls -q 2>/dev/null)" \
+    || die "containerd is not running at $sock"
+  while IFS='=' read -r _ image; do
+    [[ "$image" == */debian-python:* || "$image" == */base:* ]] && continue
+    grep -qxF "$image" <<<"$have" && continue
+    local start=$SECONDS tar
+    tar="$(archive "$image")"
+    ctr --address "$sock" -n k8s.io images import "$tar" >/dev/null \
+      || die "ctr images import $tar failed"
+    log "loaded $image into containerd in $((SECONDS - start))s"
+  done <"$RUN_DIR/images.env"
+}
+
+case "${1:-}" in
+  build) build_all ;;
+  load) load_all ;;
+  *) die "usage: dev/cluster/images.sh build|load" ;;
+esac
