@@ -171,3 +171,23 @@ def test_segment_check_can_be_turned_off(settings: OperatorSettings) -> None:
 
 def test_inline_resource_is_stable() -> None:
     assert inline_resource(campaign()) == inline_resource(campaign())
+
+
+def test_pod_commands_are_ones_the_scheduler_cli_accepts(settings: OperatorSettings) -> None:
+    from herald_scheduler.cli import build_parser
+
+    for resource, run_id in (
+        (campaign(), None),
+        (campaign(dryRun=True), "r-1"),
+        (schedule(), None),
+    ):
+        command = container_for(resource, settings, run_id=run_id)["command"]
+        assert command[0] == "herald-scheduler"
+        args = build_parser().parse_args(command[1:])
+        if args.command == "fire-campaign":
+            assert args.resource_json and args.force and args.termination_log
+            assert args.preview is resource.spec.dry_run
+            assert args.wait_seconds == (0 if resource.spec.dry_run else settings.fire_wait_seconds)
+            assert args.run_id == run_id
+        else:
+            assert (args.command, args.batch_size) == ("sweep-orders", 500)

@@ -24,6 +24,7 @@ import json
 import logging
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -55,11 +56,12 @@ from herald_scheduler.campaigns import (
     definition_spec,
     execute_run,
     get_definition,
+    run_key,
     store_definition,
 )
 from herald_scheduler.config import SchedulerSettings
 from herald_scheduler.interests import known_products
-from herald_scheduler.models import OrderTransition, ensure_indexes
+from herald_scheduler.models import CampaignRun, OrderTransition, ensure_indexes
 from herald_scheduler.orders import seed_orders, sweep
 from herald_scheduler.runner import Firing, LocalRunner
 from herald_scheduler.tasks import TaskOutcome, run_command
@@ -209,12 +211,31 @@ async def _fire(
         dry_run=dry_run,
         source=settings.service_name,
     )
-    return {
+    result: dict[str, Any] = {
         "campaign": fired.campaign,
         "run_id": fired.run_id,
         "dry_run": fired.dry_run,
         "fired": True,
     }
+    if args.wait_seconds > 0:
+        run = await _await_run(fired.campaign, fired.run_id, args.wait_seconds)
+        result["status"] = run.status if run is not None else "pending"
+        if run is not None:
+            result.update(audience_size=run.audience_size, sent=run.sent, suppressed=run.suppressed)
+            if run.error:
+                result["error"] = run.error
+    return result
+
+
+async def _await_run(campaign: str, run_id: str, timeout: float) -> CampaignRun | None:
+    """The run record once the fan-out finished it, or as it stands after ``timeout``."""
+    key = run_key(campaign, run_id)
+    deadline = time.monotonic() + timeout
+    while True:
+        run: CampaignRun | None = await run_db(lambda: CampaignRun.objects(id=key).first())
+        if (run is not None and run.status != "running") or time.monotonic() >= deadline:
+            return run
+        await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
 
 
 def _finish(args: argparse.Namespace, result: dict[str, Any]) -> None:
@@ -419,6 +440,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--preview",
         action="store_true",
         help="evaluate a dry run here (needs the database) and report audience and samples",
+    )
+    fire.add_argument(
+        "--wait-seconds",
+        type=float,
+        default=0.0,
+        help="wait up to this long for the fan-out to finish and report its counts",
     )
     fire.add_argument("--termination-log", help="also write the result (compact JSON) to this file")
     fire.add_argument("--at", type=_parse_time, help=argparse.SUPPRESS)

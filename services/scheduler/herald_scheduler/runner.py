@@ -112,8 +112,8 @@ class Plan:
         interval = resource.local_interval
         if interval is not None:
             return next_interval_fire(interval, now), "interval"
-        if isinstance(resource, NotificationCampaign) and spec.run_at is not None:  # type: ignore[union-attr]
-            run_at = spec.run_at  # type: ignore[union-attr]
+        if isinstance(resource, NotificationCampaign) and resource.spec.run_at is not None:
+            run_at = resource.spec.run_at
             return (run_at if run_at >= now - self.grace else None), "one-shot"
         assert spec.schedule is not None
         return next_fire(spec.schedule, spec.time_zone, now), "schedule"

@@ -125,3 +125,69 @@ def test_fire_campaign_from_inline_json_honours_suspend(tmp_path: Path, capsys) 
     assert (
         "--resource-json: NotificationCampaign/flash-sale: spec.schedule" in capsys.readouterr().err
     )
+
+
+@pytest.mark.integration
+async def test_pod_fire_paths_preview_and_wait_report_through_the_termination_log(
+    db, seed_users, broker_for, make_sink, tmp_path: Path
+):
+    """What the operator's pods run, as separate processes: a dry run evaluated in the
+    pod (nothing sent), and a real firing that waits for the fan-out's counts."""
+    import asyncio
+    import json
+    import os
+    import sys
+
+    from herald_scheduler.campaigns import execute_run
+
+    seed_users(12, preferences=lambda i: {"promotions": i % 4 != 0})  # 9 opted in
+    broker = await broker_for(db)
+    sink = await make_sink(broker, ["campaign.fired"])
+    env = {
+        **os.environ,
+        "HERALD_SCHEDULER_MONGODB_URI": db.mongodb_uri,
+        "HERALD_SCHEDULER_MONGODB_DB": db.mongodb_db,
+        "HERALD_SCHEDULER_AMQP_URL": db.amqp_url.get_secret_value(),
+        "HERALD_SCHEDULER_EVENTS_EXCHANGE": db.events_exchange,
+        "HERALD_SCHEDULER_DEAD_LETTER_EXCHANGE": db.dead_letter_exchange,
+        "HERALD_SCHEDULER_LOG_JSON": "false",
+    }
+    command = str(Path(sys.executable).parent / "herald-scheduler")
+
+    async def pod(*args: str) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            command, "fire-campaign", *args, env=env, stdout=asyncio.subprocess.DEVNULL
+        )
+
+    [flash] = load_file(EXAMPLES / "campaigns" / "flash-sale.yaml")
+    document = flash.model_dump(by_alias=True, mode="json", exclude={"source"}, exclude_none=True)
+    document["spec"]["dryRun"] = True
+    preview_log = tmp_path / "preview"
+    proc = await pod(
+        "--resource-json", json.dumps(document), "--force", "--preview", "--run-id", "p-1",
+        "--termination-log", str(preview_log),
+    )  # fmt: skip
+    assert await asyncio.wait_for(proc.wait(), 60) == 0
+    preview = json.loads(preview_log.read_text())
+    assert preview["dry_run"] is True and preview["fired"] is False
+    assert (preview["audience_size"], preview["suppressed"]) == (9, 3)
+    assert len(preview["samples"]) == 9 and preview["samples"][0]["userId"].startswith("u")
+    assert sink.of("campaign.fired") == []
+
+    document["spec"]["dryRun"] = False
+    run_log = tmp_path / "run"
+    proc = await pod(
+        "--resource-json", json.dumps(document), "--force", "--run-id", "w-1",
+        "--wait-seconds", "60", "--termination-log", str(run_log),
+    )  # fmt: skip
+    for _ in range(300):  # the test plays the scheduler's campaign.fired consumer
+        if sink.of("campaign.fired"):
+            break
+        await asyncio.sleep(0.1)
+    [fired] = sink.of("campaign.fired")
+    assert fired.run_id == "w-1" and fired.dry_run is False
+    await execute_run(fired, owner="test", settings=db, broker=broker)
+    assert await asyncio.wait_for(proc.wait(), 60) == 0
+    result = json.loads(run_log.read_text())
+    assert result["status"] == "succeeded"
+    assert (result["audience_size"], result["sent"], result["suppressed"]) == (9, 9, 3)
