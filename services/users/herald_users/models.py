@@ -11,13 +11,19 @@ email index keeps holding (FerretDB has no partial indexes) and the address can 
 to register again.
 
 ``refresh_tokens``, ``refresh_token_uses``, ``revoked_sessions``: sessions, refresh-token
-rotation and reuse detection, insert-only.
+rotation and reuse detection, insert-only. Each record carries ``expires_day``, the UTC
+date of its ``expires_at``: the expiry sweep deletes whole days by equality (the local
+MongoDB-compatible server answers only top-level equalities from an index, a range such
+as ``expires_at < now`` reads the whole collection). ``store_state`` holds the days that
+have records (``expiry_days``) and the marker of the one-off backfill of ``expires_day``.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
+import mongoengine
 from herald_common.outbox import OutboxDocument
 from mongoengine import (
     DateTimeField,
@@ -27,6 +33,30 @@ from mongoengine import (
     ListField,
     StringField,
 )
+
+# Collection of the store's own bookkeeping (see the module docstring).
+STATE = "store_state"
+EXPIRY_DAYS = "expiry_days"  # {_id, days: ["2026-01-31", ...]}
+BACKFILL_MARKER = "expires_day_backfill"
+
+
+def utc_day(value: datetime) -> str:
+    """The UTC date of ``value`` (naive values are UTC), as ``YYYY-MM-DD``."""
+    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).date().isoformat()
+
+
+class Expiring(Document):
+    """A record swept when ``expires_at`` has passed; ``expires_day`` follows it."""
+
+    meta: dict[str, Any] = {"abstract": True}
+
+    expires_at = DateTimeField(required=True)
+    expires_day = StringField()  # UTC date of expires_at; set on every save
+
+    def clean(self) -> None:
+        if self.expires_at is not None:
+            self.expires_day = utc_day(self.expires_at)
 
 
 class User(OutboxDocument):
@@ -54,7 +84,7 @@ class User(OutboxDocument):
         return self.deleted_at is not None
 
 
-class RefreshToken(Document):
+class RefreshToken(Expiring):
     """An issued refresh token (never updated: its state lives in the two
     insert-only collections below, whose unique ids make "use once" and "revoke"
     atomic even on servers without atomic conditional updates, such as FerretDB).
@@ -70,46 +100,82 @@ class RefreshToken(Document):
     access_jti = StringField(required=True)
     access_expires_at = DateTimeField(required=True)
     issued_at = DateTimeField(required=True)
-    expires_at = DateTimeField(required=True)
 
     meta = {
         "collection": "refresh_tokens",
-        "indexes": ["family", "user_id", "expires_at"],
+        "indexes": ["family", "user_id", "expires_day"],
         "auto_create_index": False,
     }
 
 
-class RefreshTokenUse(Document):
-    """A refresh token that was exchanged: the first insert wins, a second use is reuse."""
+class RefreshTokenUse(Expiring):
+    """A refresh token that was exchanged: the first insert wins, a second use is reuse.
+    ``expires_at`` is the token's: when this can be swept."""
 
     jti = StringField(primary_key=True)
     used_at = DateTimeField(required=True)
-    expires_at = DateTimeField(required=True)  # of the token: when this can be swept
 
     meta = {
         "collection": "refresh_token_uses",
-        "indexes": ["expires_at"],
+        "indexes": ["expires_day"],
         "auto_create_index": False,
     }
 
 
-class RevokedSession(Document):
-    """A revoked session (refresh-token family): logout, reuse detected, deletion."""
+class RevokedSession(Expiring):
+    """A revoked session (refresh-token family): logout, reuse detected, deletion.
+    No token of the family outlives ``expires_at``."""
 
     family = StringField(primary_key=True)
     user_id = StringField(required=True)
     reason = StringField(required=True)
     revoked_at = DateTimeField(required=True)
-    expires_at = DateTimeField(required=True)  # no token of the family outlives this
 
     meta = {
         "collection": "revoked_sessions",
-        "indexes": ["expires_at"],
+        "indexes": ["expires_day"],
         "auto_create_index": False,
     }
 
 
+EXPIRING: tuple[type[Expiring], ...] = (RefreshToken, RefreshTokenUse, RevokedSession)
+
+
+def state() -> Any:
+    """The ``store_state`` collection (raw: single-document atomic updates)."""
+    return mongoengine.get_db()[STATE]
+
+
 def ensure_indexes() -> None:
-    """Create the indexes (idempotent); called at startup and by the CLI."""
-    for document in (User, RefreshToken, RefreshTokenUse, RevokedSession):
+    """Create the indexes (idempotent); called at startup and by the CLI. Records of an
+    older layout get their ``expires_day`` once per database (a marker remembers it)."""
+    for document in (User, *EXPIRING):
         document.ensure_indexes()
+    if state().find_one({"_id": BACKFILL_MARKER}) is None:
+        backfill_expires_day()
+        state().update_one({"_id": BACKFILL_MARKER}, {"$set": {"done": True}}, upsert=True)
+
+
+def backfill_expires_day() -> int:
+    """Give records written before ``expires_day`` existed their day, register those days
+    for the sweep and drop the ``expires_at`` indexes nothing uses any more. A one-off
+    pass over the three collections (run by :func:`ensure_indexes`); returns how many
+    records it changed."""
+    days: set[str] = set()
+    changed = 0
+    for document in EXPIRING:
+        coll = document._get_collection()
+        for doc in coll.find({"expires_day": {"$exists": False}}, {"expires_at": 1}):
+            if not isinstance(doc.get("expires_at"), datetime):
+                continue
+            day = utc_day(doc["expires_at"])
+            coll.update_one({"_id": doc["_id"]}, {"$set": {"expires_day": day}})
+            days.add(day)
+            changed += 1
+        if "expires_at_1" in coll.index_information():
+            coll.drop_index("expires_at_1")
+    if days:
+        state().update_one(
+            {"_id": EXPIRY_DAYS}, {"$addToSet": {"days": {"$each": sorted(days)}}}, upsert=True
+        )
+    return changed

@@ -8,19 +8,39 @@ and event order are the order of the stored states.
 
 The refresh-token state is insert-only: unique ids decide races there, on any
 MongoDB-compatible server.
+
+Every query is an equality on ``_id`` or on the leading field of an index, the only
+filters the local MongoDB-compatible server (FerretDB) answers from an index: batches of
+ids are concurrent point lookups, the expiry sweep deletes whole ``expires_day`` days.
 """
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import mongoengine
 from herald_common.errors import Conflict
 from herald_common.events import Envelope
 from herald_common.outbox import outbox_update
 from mongoengine.errors import NotUniqueError
 
-from herald_users.models import RefreshToken, RefreshTokenUse, RevokedSession, User
+from herald_users.models import (
+    EXPIRING,
+    EXPIRY_DAYS,
+    Expiring,
+    RefreshToken,
+    RefreshTokenUse,
+    RevokedSession,
+    User,
+    state,
+    utc_day,
+)
+
+# Threads for concurrent point lookups (pymongo releases the GIL while it waits).
+_LOOKUPS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="users-lookup")
 
 
 def find_by_email(email: str) -> User | None:
@@ -38,7 +58,12 @@ def get_any(user_id: str) -> User | None:
 
 
 def get_many(user_ids: list[str]) -> list[User]:
-    return list(User.objects(id__in=user_ids, deleted_at=None))
+    """The live users among ``user_ids`` (each id once, in the order asked): one ``_id``
+    look-up per user, several at a time (``{"_id": {"$in": ids}}`` would read the whole
+    collection)."""
+    ids = list(dict.fromkeys(user_ids))
+    found = _LOOKUPS.map(get_live, ids) if len(ids) > 1 else map(get_live, ids)
+    return [user for user in found if user is not None]
 
 
 def insert_user(user: User) -> None:
@@ -95,8 +120,33 @@ def set_credentials(
 Claim = Literal["ok", "unknown", "used", "revoked", "expired"]
 
 
-def insert_refresh(record: RefreshToken) -> None:
+# (database, day) pairs this process knows are in ``expiry_days``: registering a day
+# costs one write per process and day, not one per record.
+_registered: set[tuple[str, str]] = set()
+_registered_lock = threading.Lock()
+
+
+def _register_day(day: str) -> None:
+    """Make sure the sweep will visit ``day`` (before a record of that day is written)."""
+    key = (mongoengine.get_db().name, day)
+    with _registered_lock:
+        if key in _registered:
+            return
+    state().update_one({"_id": EXPIRY_DAYS}, {"$addToSet": {"days": day}}, upsert=True)
+    with _registered_lock:
+        _registered.add(key)
+
+
+def _insert_expiring(record: Expiring) -> None:
+    """Insert a swept record (``NotUniqueError`` when its id exists)."""
+    record.clean()
+    assert record.expires_day is not None
+    _register_day(record.expires_day)
     record.save(force_insert=True)
+
+
+def insert_refresh(record: RefreshToken) -> None:
+    _insert_expiring(record)
 
 
 def session_revoked(family: str) -> bool:
@@ -113,7 +163,7 @@ def claim_refresh(jti: str, now: datetime) -> tuple[Claim, RefreshToken | None]:
     if _aware(record.expires_at) <= now:
         return "expired", record
     try:
-        RefreshTokenUse(jti=jti, used_at=now, expires_at=record.expires_at).save(force_insert=True)
+        _insert_expiring(RefreshTokenUse(jti=jti, used_at=now, expires_at=record.expires_at))
     except NotUniqueError:
         return "used", record
     return "ok", record
@@ -126,12 +176,19 @@ def revoke_sessions(
     their access tokens can be deny-listed."""
     for family in dict.fromkeys(families):
         try:
-            RevokedSession(
-                family=family, user_id=user_id, reason=reason, revoked_at=now, expires_at=until
-            ).save(force_insert=True)
+            _insert_expiring(
+                RevokedSession(
+                    family=family, user_id=user_id, reason=reason, revoked_at=now, expires_at=until
+                )
+            )
         except NotUniqueError:
             pass  # the session was already revoked: revocation is idempotent
-    return list(RefreshToken.objects(family__in=families)) if families else []
+    # One indexed equality per session (a user has a handful).
+    return [
+        record
+        for family in dict.fromkeys(families)
+        for record in RefreshToken.objects(family=family)
+    ]
 
 
 def families_of(user_id: str) -> list[str]:
@@ -140,10 +197,30 @@ def families_of(user_id: str) -> list[str]:
 
 def sweep_refresh(now: datetime) -> int:
     """Delete records past their expiry (FerretDB has no TTL indexes); returns how many
-    refresh tokens went."""
-    removed = int(RefreshToken.objects(expires_at__lt=now).delete())
-    RefreshTokenUse.objects(expires_at__lt=now).delete()
-    RevokedSession.objects(expires_at__lt=now).delete()
+    refresh tokens went.
+
+    The days in ``expiry_days`` before today are deleted whole and forgotten; today's
+    records are deleted if their ``expires_at`` has passed (the equality on
+    ``expires_day`` selects them from the index, the time is checked on those few).
+    With nothing to do a sweep costs one ``_id`` read and one indexed delete per
+    collection. A record is written only with a day not yet past (its expiry is in the
+    future), so a forgotten day gets no new records.
+    """
+    today = utc_day(now)
+    doc = state().find_one({"_id": EXPIRY_DAYS}) or {}
+    removed = 0
+    for day in sorted(d for d in doc.get("days") or [] if d <= today):
+        where: dict[str, Any] = {"expires_day": day}
+        if day == today:
+            where["expires_at"] = {"$lt": now}
+        for document in EXPIRING:
+            n = int(document._get_collection().delete_many(where).deleted_count)
+            if document is RefreshToken:
+                removed += n
+        if day < today:
+            state().update_one({"_id": EXPIRY_DAYS}, {"$pull": {"days": day}})
+            with _registered_lock:
+                _registered.discard((mongoengine.get_db().name, day))
     return removed
 
 
