@@ -191,3 +191,16 @@ def test_pod_commands_are_ones_the_scheduler_cli_accepts(settings: OperatorSetti
             assert args.run_id == run_id
         else:
             assert (args.command, args.batch_size) == ("sweep-orders", 500)
+
+
+def test_recommendation_batch_commands_are_ones_its_cli_accepts(settings: OperatorSettings) -> None:
+    from herald_recommendations.cli import build_parser
+
+    for changed in (True, False):
+        resource = schedule(
+            task="recommendation-batch", parameters={"changedSinceLastRun": changed}
+        )
+        command = container_for(resource, settings)["command"]
+        assert command[0] == "herald-recommendations"
+        args = build_parser().parse_args(command[1:])
+        assert args.changed is changed
