@@ -41,7 +41,7 @@ REDIS_PORT=6379
 MONGO_PORT=27017
 PG_PORT=5433
 PG_BIN=/usr/lib/postgresql/15/bin
-PG_URL="postgres://herald@$HOST:$PG_PORT/ferretdb?sslmode=disable&pool_max_conns=32"
+PG_URL="postgres://herald@$HOST:$PG_PORT/ferretdb?sslmode=disable&pool_max_conns=100"
 
 DEFAULT_MONGODB_URI="mongodb://$HOST:$MONGO_PORT"
 DEFAULT_AMQP_URL="amqp://guest:guest@$HOST:$AMQP_PORT/"
@@ -543,7 +543,7 @@ pg_up() {
 listen_addresses = '$HOST'
 port = $PG_PORT
 unix_socket_directories = '$(readlink -f "$PG_DIR")'
-max_connections = 200
+max_connections = 300
 shared_buffers = 256MB
 synchronous_commit = off
 log_min_messages = warning

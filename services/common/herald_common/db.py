@@ -7,16 +7,19 @@ mongoengine (pymongo) is synchronous; async code calls it through
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ParamSpec, TypeVar
 
 import mongoengine
 from pymongo.database import Database
+from pymongo.errors import BulkWriteError
 
 from herald_common.settings import HeraldSettings
 
 P = ParamSpec("P")
 T = TypeVar("T")
+K = TypeVar("K")
 
 
 def connect_db(settings: HeraldSettings, alias: str = "default") -> Database[Any]:
@@ -49,3 +52,61 @@ def ping_db(alias: str = "default") -> bool:
 async def run_db(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Run a blocking storage call in a worker thread."""
     return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+# Threads for concurrent point lookups (pymongo releases the GIL while it waits).
+_LOOKUPS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="db-lookup")
+
+
+def lookup_each(fn: Callable[[K], T], keys: Iterable[K]) -> list[T]:
+    """``fn(key)`` for every key, several at a time, results in key order.
+
+    The way to read a batch of documents by key: the local MongoDB-compatible server
+    answers an equality on an indexed field from the index, but reads the whole
+    collection for ``{"field": {"$in": keys}}``.
+    """
+    keys = list(keys)
+    if len(keys) <= 1:
+        return [fn(k) for k in keys]
+    return list(_LOOKUPS.map(fn, keys))
+
+
+def run_once(name: str, fn: Callable[[], object], alias: str = "default") -> bool:
+    """Run the data migration ``fn`` once per database (a marker document remembers it);
+    True when it ran now. For start-up steps that would otherwise read a whole
+    collection on every start."""
+    markers = mongoengine.get_db(alias)["migrations"]
+    if markers.find_one({"_id": name}) is not None:
+        return False
+    fn()
+    markers.update_one({"_id": name}, {"$set": {"done": True}}, upsert=True)
+    return True
+
+
+# Statements per write command. FerretDB 1.24 keeps one PostgreSQL connection open per
+# statement of an `update` command until the whole command ends, and needs one more
+# for each write: a command with more statements than its pool has connections never
+# finishes (and blocks every other client). Bulk writes are sent in commands this big.
+WRITE_CHUNK = 16
+
+
+def bulk_write(coll: Any, ops: Sequence[Any], *, ordered: bool = True) -> int:
+    """``coll.bulk_write(ops)`` in commands of at most :data:`WRITE_CHUNK` statements;
+    returns how many documents were modified. A ``BulkWriteError`` names indexes of
+    ``ops``; with ``ordered`` nothing after the failing statement runs."""
+    modified = 0
+    errors: list[dict[str, Any]] = []
+    for start in range(0, len(ops), WRITE_CHUNK):
+        try:
+            modified += coll.bulk_write(
+                list(ops[start : start + WRITE_CHUNK]), ordered=ordered
+            ).modified_count
+        except BulkWriteError as exc:
+            details = dict(exc.details)
+            modified += int(details.get("nModified", 0))
+            errors += [{**e, "index": e["index"] + start} for e in details.get("writeErrors", [])]
+            if ordered:
+                break
+    if errors:
+        raise BulkWriteError({"writeErrors": errors, "nModified": modified})
+    return modified

@@ -27,9 +27,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mongoengine import BooleanField, DictField, Document, ListField
-from pymongo import ASCENDING
+from pymongo import ASCENDING, UpdateOne
 
-from herald_common.db import run_db
+from herald_common.db import bulk_write, run_db
 from herald_common.events import Envelope
 from herald_common.messaging import H_CORRELATION, Broker
 from herald_common.metrics import OUTBOX_PENDING, OUTBOX_RELAYED
@@ -71,6 +71,21 @@ class OutboxDocument(Document):
         self.outbox_pending = True
 
 
+def _clear_ops(docs: list[dict[str, Any]]) -> list[UpdateOne]:
+    """Remove the published entries (exact stored values: FerretDB's ``$pull`` matches
+    whole values only), then clear the flag only if nothing new was staged meanwhile."""
+    ops = []
+    for doc in docs:
+        if doc.get("outbox"):
+            ops.append(UpdateOne({"_id": doc["_id"]}, {"$pullAll": {"outbox": doc["outbox"]}}))
+        ops.append(
+            UpdateOne(
+                {"_id": doc["_id"], "outbox": {"$size": 0}}, {"$set": {"outbox_pending": False}}
+            )
+        )
+    return ops
+
+
 class OutboxRelay:
     """Publishes staged events of the given document classes and clears them."""
 
@@ -79,7 +94,7 @@ class OutboxRelay:
         broker: Broker,
         documents: Sequence[type[OutboxDocument]],
         *,
-        poll_interval: float = 1.0,
+        poll_interval: float = 10.0,
         batch_size: int = 200,
     ) -> None:
         self.broker = broker
@@ -89,6 +104,7 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._reported = True  # report the gauge after the first pass
 
     def ensure_indexes(self) -> None:
         for cls in self.documents:
@@ -102,46 +118,51 @@ class OutboxRelay:
         self._wake.set()
 
     async def relay_once(self) -> int:
-        """Publish everything staged right now; returns how many events were published."""
+        """Publish everything staged right now; returns how many events were published.
+
+        Per batch of documents: their events are published concurrently (in staging
+        order within a document) and confirmed, then one bulk write removes them and
+        clears each document's flag unless something new was staged meanwhile."""
         published = 0
-        pending_docs = 0
+        pending = 0
         for cls in self.documents:
             coll = cls._get_collection()
             while True:
                 docs = await run_db(self._pending, coll)
                 if not docs:
                     break
-                for doc in docs:
-                    for entry in doc.get("outbox") or []:
-                        headers = {}
-                        if entry.get("correlation_id"):
-                            headers[H_CORRELATION] = entry["correlation_id"]
-                        await self.broker.publish_raw(
-                            entry["body"].encode(),
-                            routing_key=entry["type"],
-                            message_id=entry["id"],
-                            type_=entry["type"],
-                            headers=headers,
-                        )
-                        # Pull the exact stored entry: FerretDB's $pull matches whole
-                        # values only (a {"id": ...} condition would remove nothing and
-                        # the event would be republished on every pass).
-                        await run_db(
-                            coll.update_one, {"_id": doc["_id"]}, {"$pull": {"outbox": entry}}
-                        )
-                        OUTBOX_RELAYED.labels(self.broker.source, entry["type"]).inc()
-                        published += 1
-                    # Only clear the flag if nothing new was staged meanwhile.
-                    await run_db(
-                        coll.update_one,
-                        {"_id": doc["_id"], "outbox": {"$size": 0}},
-                        {"$set": {"outbox_pending": False}},
-                    )
+                pending += len(docs)
+                counts = await asyncio.gather(*(self._publish_entries(doc) for doc in docs))
+                published += sum(counts)
+                await run_db(bulk_write, coll, _clear_ops(docs), ordered=True)
                 if len(docs) < self.batch_size:
                     break
-            pending_docs += await run_db(coll.count_documents, {"outbox_pending": True})
-        OUTBOX_PENDING.labels(self.broker.source).set(pending_docs)
+        if pending or self._reported:
+            # What is staged now (index-served); skipped while idle.
+            pending = 0
+            for cls in self.documents:
+                pending += await run_db(
+                    cls._get_collection().count_documents, {"outbox_pending": True}
+                )
+            OUTBOX_PENDING.labels(self.broker.source).set(pending)
+            self._reported = pending > 0
         return published
+
+    async def _publish_entries(self, doc: dict[str, Any]) -> int:
+        entries = doc.get("outbox") or []
+        for entry in entries:
+            headers = {}
+            if entry.get("correlation_id"):
+                headers[H_CORRELATION] = entry["correlation_id"]
+            await self.broker.publish_raw(
+                entry["body"].encode(),
+                routing_key=entry["type"],
+                message_id=entry["id"],
+                type_=entry["type"],
+                headers=headers,
+            )
+            OUTBOX_RELAYED.labels(self.broker.source, entry["type"]).inc()
+        return len(entries)
 
     async def run(self) -> None:
         """Relay until stopped: on every wake-up and at least every ``poll_interval``."""

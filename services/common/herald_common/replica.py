@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,17 +19,13 @@ import mongoengine
 from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
-from herald_common.db import run_db
+from herald_common.db import lookup_each, run_db, run_once
 from herald_common.events import Envelope, UserDeleted, UserPreferencesUpdated, UserRegistered
 from herald_common.preferences import Preferences
 
 COLLECTION = "user_replica"
 # Users are spread over this many buckets (iter_users reads one bucket per query).
 BUCKETS = 1024
-
-
-# Threads for concurrent point lookups (pymongo releases the GIL while waiting).
-_LOOKUPS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="replica-lookup")
 
 
 def _coll(alias: str = "default") -> Any:
@@ -40,10 +35,7 @@ def _coll(alias: str = "default") -> Any:
 def ensure_indexes(alias: str = "default") -> None:
     """Create the replica's index; give documents of an older layout their bucket."""
     _coll(alias).create_index([("bucket", ASCENDING), ("_id", ASCENDING)])
-    meta = mongoengine.get_db(alias)[f"{COLLECTION}_meta"]
-    if meta.find_one({"_id": "buckets"}) is None:
-        backfill_buckets(alias)
-        meta.update_one({"_id": "buckets"}, {"$set": {"done": True}}, upsert=True)
+    run_once("user_replica.bucket", lambda: backfill_buckets(alias), alias)
 
 
 def apply_user_event(payload: UserRegistered | UserPreferencesUpdated | UserDeleted) -> bool:
@@ -102,7 +94,7 @@ def get_user(user_id: str) -> dict[str, Any] | None:
 def get_users(
     user_ids: Iterable[str], *, include_deleted: bool = False
 ) -> dict[str, dict[str, Any]]:
-    """Replicated users by id, in one query (batch consumers). With
+    """Replicated users by id (batch consumers: point lookups, run concurrently). With
     ``include_deleted`` tombstones (``deleted: True``) are returned too, so a caller can
     tell a deleted user from one whose ``user.registered`` has not arrived yet."""
     ids = list(dict.fromkeys(user_ids))
@@ -114,10 +106,7 @@ def get_users(
         doc = coll.find_one({"_id": user_id})
         return dict(doc) if doc and (include_deleted or not doc.get("deleted")) else None
 
-    # One point lookup per user, several at a time: FerretDB answers `_id` equality from
-    # an index but scans the whole collection for `{"_id": {"$in": ids}}`.
-    found = _LOOKUPS.map(one, ids) if len(ids) > 1 else map(one, ids)
-    return {doc["_id"]: doc for doc in found if doc is not None}
+    return {doc["_id"]: doc for doc in lookup_each(one, ids) if doc is not None}
 
 
 def get_preferences(user_id: str) -> Preferences | None:

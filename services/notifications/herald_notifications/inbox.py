@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from herald_common.auth import Principal
+from herald_common.db import bulk_write
 from herald_common.errors import BadUserInput, NotFound
 from herald_common.events import NotificationRead, make_event
 from herald_common.outbox import outbox_entry
@@ -194,7 +195,7 @@ def mark_all_read(user_id: str, now: datetime, *, source: str) -> int:
             )
             for doc_id in ids
         ]
-        changed += coll.bulk_write(ops, ordered=False).modified_count
+        changed += bulk_write(coll, ops, ordered=False)
         last_id = ids[-1]
 
 

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import mongoengine
+from herald_common.db import bulk_write, lookup_each
 from herald_common.events import Activity
 from pymongo import ASCENDING, UpdateOne
 from pymongo.errors import BulkWriteError
@@ -135,19 +136,22 @@ def _remember_products(activities: Sequence[Activity], now: datetime) -> None:
         if a.price is not None:
             fields["price"] = a.price
         ops.append(UpdateOne({"_id": pid}, {"$set": fields}, upsert=True))
-    _db()[PRODUCTS].bulk_write(ops, ordered=False)
+    bulk_write(_db()[PRODUCTS], ops, ordered=False)
 
 
 def get_interests(user_ids: Sequence[str]) -> dict[str, Interest]:
-    """Interests of ``user_ids`` in one query (users without activity are absent)."""
+    """Interests of ``user_ids`` (one indexed lookup per user; users without activity are
+    absent)."""
     if not user_ids:
         return {}
     out: dict[str, Interest] = {}
     seen_at: dict[tuple[str, str], Any] = {}
-    cursor = _db()[INTERESTS].find(
-        {"user_id": {"$in": list(user_ids)}}, {"user_id": 1, "categories": 1, "products": 1}
-    )
-    for doc in cursor:
+    coll = _db()[INTERESTS]
+
+    def of(user_id: str) -> list[dict[str, Any]]:
+        return list(coll.find({"user_id": user_id}, {"user_id": 1, "categories": 1, "products": 1}))
+
+    for doc in (d for docs in lookup_each(of, dict.fromkeys(user_ids)) for d in docs):
         uid = doc["user_id"]
         interest = out.setdefault(uid, Interest(user_id=uid))
         for key, weight in (doc.get("categories") or {}).items():

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from herald_common.db import run_once
 from herald_common.outbox import OutboxDocument
 from mongoengine import (
     BooleanField,
@@ -89,6 +90,9 @@ class Order(Document):
     updated_at = DateTimeField(required=True)
     # When a sweep may advance it; None once the order is delivered or cancelled.
     next_transition_at = DateTimeField(null=True)
+    # True until it is delivered or cancelled: the sweep's indexed equality (the few
+    # orders in progress, not every order ever placed).
+    in_progress = BooleanField(default=True)
     # What created it: "activity:<event id>" or "seed:<seed>".
     origin = StringField()
 
@@ -96,7 +100,7 @@ class Order(Document):
         "collection": "orders",
         "indexes": [
             {"fields": ["user_id", "-created_at"]},
-            {"fields": ["next_transition_at"]},
+            {"fields": ["in_progress", "next_transition_at"]},
         ],
         "auto_create_index": False,
     }
@@ -237,3 +241,12 @@ def ensure_indexes() -> None:
     for cls in (OrderTransition, Order, CampaignRun, CampaignDefinition, CampaignBatch):
         cls.ensure_indexes()
     interests.ensure_indexes()
+    run_once("orders.in_progress", _backfill_in_progress)
+
+
+def _backfill_in_progress() -> None:
+    """Orders stored before ``in_progress`` existed get it from their next transition."""
+    coll = Order._get_collection()
+    for doc in coll.find({"in_progress": {"$exists": False}}, {"next_transition_at": 1}):
+        flag = doc.get("next_transition_at") is not None
+        coll.update_one({"_id": doc["_id"]}, {"$set": {"in_progress": flag}})

@@ -174,6 +174,7 @@ def _apply(order: Order, transition: OrderTransition) -> None:
         set__sequence=transition.sequence,
         set__updated_at=transition.at,
         set__next_transition_at=transition.next_transition_at,
+        set__in_progress=transition.next_transition_at is not None,
         set__history=history,
     )
 
@@ -224,6 +225,7 @@ def place_order(
         order.created_at = order.updated_at = transition.at
         order.history = [{"status": "placed", "sequence": 1, "at": transition.at}]
         order.next_transition_at = transition.next_transition_at
+    order.in_progress = order.next_transition_at is not None
     try:
         order.save(force_insert=True)
     except NotUniqueError:
@@ -334,7 +336,7 @@ def sweep(
     while limit is None or result.advanced + result.conflicts < limit:
         take = size if limit is None else min(size, limit - result.advanced - result.conflicts)
         due = list(
-            Order.objects(next_transition_at__lte=now, status__nin=list(TERMINAL_STATUSES))
+            Order.objects(in_progress=True, next_transition_at__lte=now)
             .order_by("next_transition_at", "id")
             .limit(take)
         )

@@ -163,6 +163,7 @@ def seed_users() -> Callable[..., list[str]]:
             docs.append(
                 {
                     "_id": uid,
+                    "bucket": replica.bucket_of(uid),
                     "revision": 1,
                     "deleted": False,
                     "name": name(i) if name else f"User {i}",

@@ -1,0 +1,165 @@
+"""Every query the notifications service sends is answered from an index.
+
+The test fills the service's collections with a few thousand documents shaped like the
+real ones, refreshes the planner's statistics, runs the real storage functions of every
+path (inbox page, unread count, single notification, mark read, mark all read, the
+request pipeline with collapse keys, caps and suppressions, redelivery lookups, deferred
+releases, the deliveries log, the outbox relay's poll, user deletion, the retention
+sweep), records what they send, and reads the server's plan of each distinct query.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from herald_common import replica
+from herald_common.auth import Principal
+from herald_common.db import connect_db, disconnect_db
+from herald_common.events import NotificationRequested
+from herald_common.outbox import OutboxRelay
+from herald_common.preferences import Preferences
+from herald_notifications import delivery, inbox
+from herald_notifications.decisions import Decision, DeliveryPolicy
+from herald_notifications.models import (
+    PROMOTION_DAYS,
+    VERSIONS,
+    DeliveryRecord,
+    Notification,
+    collection,
+    ensure_indexes,
+)
+from herald_testing.plans import recorder_for, refresh_statistics, unindexed
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+USERS = 400
+PER_USER = 10
+
+
+def _request(key: str, user_id: str, type_: str, **kw: Any) -> NotificationRequested:
+    return NotificationRequested(
+        user_id=user_id,
+        type=type_,
+        content={"title": key, "body": "x"},
+        source="test",
+        idempotency_key=key,
+        requested_at=kw.pop("requested_at", NOW),
+        **kw,
+    )
+
+
+def _seed(now: datetime) -> None:
+    prefs = Preferences().model_dump(mode="json")
+    replica._coll().insert_many(
+        [
+            {
+                "_id": f"u{i:04d}",
+                "bucket": replica.bucket_of(f"u{i:04d}"),
+                "revision": 1,
+                "deleted": False,
+                "preferences": {**prefs, "max_promotions_per_day": 3},
+            }
+            for i in range(USERS)
+        ]
+    )
+    docs = []
+    for i in range(USERS):
+        for j in range(PER_USER):
+            req = _request(
+                f"seed-{i}-{j}", f"u{i:04d}", "order_update", collapse_key=f"o{i}-{j % 3}"
+            )
+            doc = delivery.build_notification(req, now - timedelta(hours=j), source="test")
+            raw = doc.to_mongo().to_dict()
+            raw["read"] = j % 2 == 0
+            docs.append(raw)
+    Notification._get_collection().insert_many(docs)
+    collection(VERSIONS).insert_many(
+        [
+            {
+                "_id": f"{d['user_id']}|{d['collapse_key']}|{d['idempotency_key']}",
+                "group": f"{d['user_id']}|{d['collapse_key']}",
+                "user_id": d["user_id"],
+                "collapse_key": d["collapse_key"],
+                "requested_at": d["requested_at"],
+                "idempotency_key": d["idempotency_key"],
+                "created_at": d["sent_at"],
+                "day": d["day"],
+            }
+            for d in docs
+        ]
+    )
+    collection(PROMOTION_DAYS).insert_many(
+        [
+            {"_id": f"u{i:04d}|{day}", "user_id": f"u{i:04d}", "day": f"2026-02-{day:02d}", "n": 1}
+            for i in range(USERS)
+            for day in range(1, 11)
+        ]
+    )
+    records = [
+        delivery.new_record(
+            _request(f"rec-{i}", f"u{i % USERS:04d}", "promotion"),
+            Decision.suppress("opted_out")
+            if i % 4
+            else Decision.defer("quiet_hours", now + timedelta(hours=1)),
+            now - timedelta(minutes=i),
+        )
+        for i in range(USERS * 3)
+    ]
+    DeliveryRecord._get_collection().insert_many(records)
+
+
+def test_every_query_of_the_notifications_service_is_index_served(make_settings) -> None:
+    settings = make_settings()
+    recorder = recorder_for(settings.mongodb_db)
+    db = connect_db(settings)
+    try:
+        ensure_indexes()
+        replica.ensure_indexes()
+        OutboxRelay(broker=None, documents=[Notification]).ensure_indexes()  # type: ignore[arg-type]
+        _seed(NOW)
+        refresh_statistics(db)
+        policy = DeliveryPolicy(quiet_hours_types=frozenset({"promotion", "recommendation"}))
+        user = Principal(user_id="u0007")
+
+        with recorder.recording():
+            page = inbox.list_notifications("u0007", first=3)
+            after = page.to_api()["page_info"]["end_cursor"]
+            inbox.list_notifications("u0007", first=3, after=after, unread_only=True)
+            inbox.list_notifications("u0007", type_="order_update")
+            inbox.unread_count("u0007")
+            first = page.items[0]["_id"]
+            inbox.get_notification(first, user)
+            inbox.mark_read(first, user, NOW, source="test")
+            inbox.mark_all_read("u0008", NOW, source="test")
+            inbox.list_deliveries("u0009")
+            requests = [
+                _request("new-promo", "u0010", "promotion"),
+                _request("new-order", "u0011", "order_update", collapse_key="o11-1"),
+                _request("new-rec", "u0012", "recommendation"),
+                _request("unknown", "nobody", "promotion"),
+            ]
+            delivery.process_requests(requests, NOW, policy, source="test")
+            delivery.process_requests(
+                requests,
+                NOW,
+                policy,
+                source="test",
+                maybe_seen={r.idempotency_key for r in requests},
+            )
+            delivery.release_due(NOW + timedelta(hours=2), policy, source="test", limit=5)
+            delivery.release_user("u0013", NOW, policy, source="test")
+            OutboxRelay(broker=None, documents=[Notification])._pending(  # type: ignore[arg-type]
+                Notification._get_collection()
+            )
+            delivery.forget_user("u0014")
+            delivery.purge(NOW + timedelta(days=95), 90)
+
+        queries = recorder.distinct_queries()
+        assert len(queries) >= 15, [q.describe() for q in queries]
+        bad = unindexed(db, queries)
+        assert bad == [], "\n".join(bad)
+    finally:
+        disconnect_db()
