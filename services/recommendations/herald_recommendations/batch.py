@@ -170,6 +170,7 @@ def compute(
         "failed": result.failed,
     }
     run.save()
+    storage.record_finished_run(run.id, started)
     return result
 
 

@@ -111,8 +111,7 @@ def _direct(
         by_user: dict[str, list[dict[str, Any]]] = {}
         for doc in docs:
             by_user.setdefault(doc["user_id"], []).append(storage.activity_entry(doc))
-        for user_id, entries in by_user.items():
-            storage.append_user_activity(user_id, entries, now, settings.max_user_activities)
+        storage.record_activity(by_user, now, settings.max_user_activities)
         docs = []
 
     with _progress(args.events, "ev", "activity") as bar:

@@ -67,8 +67,7 @@ def ingest_batch(
     by_user: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for doc in docs:
         by_user[doc["user_id"]].append(storage.activity_entry(doc))
-    for user_id, entries in by_user.items():
-        storage.append_user_activity(user_id, entries, now, engine.settings.max_user_activities)
+    storage.record_activity(by_user, now, engine.settings.max_user_activities)
     return inserted, problems, good
 
 

@@ -2,6 +2,11 @@
 
 Hot paths (bulk activity inserts, streaming reads) use the documents' collections
 through pymongo directly; the documents define collections, fields and indexes.
+
+Every query is an equality on ``_id`` or on the leading field of an index, the only
+filters the local MongoDB-compatible server (FerretDB) answers from an index. What would
+otherwise need a range, a sort or ``$in`` is kept in ``storage_state``, one document per
+kind, read by ``_id`` (see :mod:`herald_recommendations.storage`).
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ class CatalogMeta(Document):
     key = StringField(required=True)
     products = IntField(required=True)
     categories = IntField(required=True)
+    # The products' categories: the catalog is read one category at a time (indexed).
+    category_names = ListField(StringField())
     seeded_at = DateTimeField(required=True)
     meta = {"collection": "catalog_meta"}
 
@@ -63,15 +70,21 @@ class ActivityDoc(Document):
 class ActiveUser(Document):
     """A user with activity: the newest activities (what the model reads: one ``_id``
     look-up per user), when it last happened and when it was last ingested
-    (``updated_at`` drives ``batch --changed-since-last-run``)."""
+    (``updated_at`` drives ``batch --changed-since-last-run``, read one ``updated_day``,
+    the UTC date of ``updated_at``, at a time)."""
 
     id = StringField(primary_key=True)
     last_activity_at = DateTimeField()
     updated_at = DateTimeField(required=True)
+    updated_day = StringField()
     # The newest activities, {i: activity id, p: product, k: kind, t: epoch, s: session}.
     recent = ListField(DictField())
     rev = IntField(default=0)  # optimistic concurrency for read-merge-write
-    meta = {"collection": "activity_users", "indexes": ["updated_at"], "auto_create_index": False}
+    meta = {
+        "collection": "activity_users",
+        "indexes": ["updated_day"],
+        "auto_create_index": False,
+    }
 
 
 class ModelState(Document):

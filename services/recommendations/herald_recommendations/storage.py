@@ -1,23 +1,33 @@
 """Data access: catalog, activity, model and stored recommendations (synchronous;
 call through ``herald_common.db.run_db`` from async code).
 
-Everything that reads many records streams them in keyset-paginated pages (``_id``
-order), so memory stays bounded whatever the data size. FerretDB has no ``$lookup``
-and ``$group`` only with ``$sum``/``$count``: joins and aggregation happen here, in
-Python, page by page.
+Everything that reads many records streams them through a cursor, so memory stays
+bounded whatever the data size. FerretDB has no ``$lookup`` and ``$group`` only with
+``$sum``/``$count``: joins and aggregation happen here, in Python, page by page.
+
+Every query is an equality on ``_id`` or on the leading field of an index: FerretDB
+answers only those from an index and reads the whole collection for a range, ``$in``, or
+a sort. So batches of ids are concurrent ``_id`` look-ups, the catalog is read one
+category at a time, users changed since a time are read one ``updated_day`` at a time,
+and what would be a sort or a scan is kept in ``storage_state`` (one document per kind,
+read by ``_id``): the activity watermark (newest ``updated_at``), the model versions that
+have neighbour rows, and the last finished batch run. The batch job's model build reads
+every active user once (the one whole-collection read of a service path).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, TypeVar
 
-from pymongo import ASCENDING, DESCENDING
+import mongoengine
+from pymongo import ASCENDING
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from herald_recommendations.algorithm import Interaction, Model
-from herald_recommendations.catalog import Product, catalog_key, generate_catalog
+from herald_recommendations.catalog import Product, catalog_key, category_specs, generate_catalog
 from herald_recommendations.models import (
     ActiveUser,
     ActivityDoc,
@@ -30,17 +40,85 @@ from herald_recommendations.models import (
 )
 
 DUPLICATE_KEY = 11000
+T = TypeVar("T")
+K = TypeVar("K")
+
+# storage_state documents (``_id``).
+STATE = "storage_state"
+WATERMARK = "activity_watermark"  # {updated_at}: the newest ActiveUser.updated_at
+MODEL_VERSIONS = "model_versions"  # {versions: [...]}: versions with neighbour rows
+LAST_RUN = "last_finished_run"  # {run_id, started_at}: newest ok/partial batch run
+LAYOUT_MARKER = "layout_state_documents"  # the one-off backfill below has run
+
+# Threads for concurrent point lookups (pymongo releases the GIL while it waits).
+_LOOKUPS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="rec-lookup")
+
+
+def _each(fn: Callable[[K], T], keys: Sequence[K]) -> list[T]:
+    """``fn(key)`` for every key, several at a time, in key order."""
+    if len(keys) <= 1:
+        return [fn(k) for k in keys]
+    return list(_LOOKUPS.map(fn, keys))
+
+
+def state() -> Any:
+    """The ``storage_state`` collection (single-document atomic updates)."""
+    return mongoengine.get_db()[STATE]
+
+
+def utc_day(value: datetime) -> str:
+    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).date().isoformat()
 
 
 def ensure_indexes() -> None:
-    """Create every index (idempotent)."""
+    """Create every index (idempotent). A database of the older layout gets its state
+    documents and ``updated_day`` once (a marker document remembers it)."""
     for doc in (ProductDoc, CatalogMeta, ModelState, RecommendationDoc, BatchRun):
         doc.ensure_indexes()
     ActivityDoc._get_collection().create_index([("user_id", ASCENDING), ("occurred_at", ASCENDING)])
     ActivityDoc._get_collection().create_index([("ingested_at", ASCENDING)])
-    ActiveUser._get_collection().create_index([("updated_at", ASCENDING)])
+    ActiveUser._get_collection().create_index([("updated_day", ASCENDING)])
     ItemNeighbors._get_collection().create_index([("model_version", ASCENDING)])
     RecommendationDoc._get_collection().create_index([("outbox_pending", ASCENDING)])
+    if state().find_one({"_id": LAYOUT_MARKER}) is None:
+        backfill_state()
+        state().update_one({"_id": LAYOUT_MARKER}, {"$set": {"done": True}}, upsert=True)
+
+
+def backfill_state() -> None:
+    """Bring a database written before the state documents existed up to date: active
+    users get ``updated_day`` and the watermark, the stored model versions and the last
+    finished run are recorded, the unused ``updated_at`` index goes. One pass over
+    those collections (run by :func:`ensure_indexes` once per database); safe to repeat
+    and to run while the service ingests (every step only moves state forward)."""
+    users = ActiveUser._get_collection()
+    newest: datetime | None = None
+    for doc in users.find({}, {"updated_at": 1, "updated_day": 1}):
+        at = doc.get("updated_at")
+        if not isinstance(at, datetime):
+            continue
+        newest = at if newest is None or at > newest else newest
+        if doc.get("updated_day") != utc_day(at):
+            users.update_one(
+                {"_id": doc["_id"], "updated_at": at}, {"$set": {"updated_day": utc_day(at)}}
+            )
+    if newest is not None:
+        _advance_watermark(newest)
+    if "updated_at_1" in users.index_information():
+        users.drop_index("updated_at_1")
+    versions = [v for v in ItemNeighbors._get_collection().distinct("model_version") if v]
+    if versions:
+        state().update_one(
+            {"_id": MODEL_VERSIONS}, {"$addToSet": {"versions": {"$each": versions}}}, upsert=True
+        )
+    last = None
+    for run in BatchRun._get_collection().find({}, {"status": 1, "started_at": 1}):
+        if run.get("status") in ("ok", "partial") and isinstance(run.get("started_at"), datetime):
+            if last is None or run["started_at"] > last["started_at"]:
+                last = run
+    if last is not None:
+        record_finished_run(last["_id"], last["started_at"])
 
 
 # --- catalog ---------------------------------------------------------------------------
@@ -54,7 +132,8 @@ def seed_catalog(seed: int, products: int, categories: int, *, replace: bool = F
     if meta is not None and (meta.key == key or not replace):
         return False
     coll = ProductDoc._get_collection()
-    coll.delete_many({})
+    coll.drop()  # the old catalog, whole (no scan); then its index again
+    ProductDoc.ensure_indexes()
     docs = [
         {
             "_id": p.id,
@@ -73,6 +152,7 @@ def seed_catalog(seed: int, products: int, categories: int, *, replace: bool = F
         key=key,
         products=products,
         categories=categories,
+        category_names=sorted({d["category"] for d in docs}),
         seeded_at=datetime.now(UTC),
     ).save()
     return True
@@ -85,8 +165,22 @@ def catalog_version() -> str | None:
     return f"{meta['key']}@{meta['seeded_at'].timestamp()}"
 
 
+def catalog_categories() -> list[str]:
+    """The categories of the loaded catalog (none without a catalog). A catalog seeded
+    before the names were stored is a generated one: its names follow from its size."""
+    meta = CatalogMeta._get_collection().find_one(
+        {"_id": "catalog"}, {"categories": 1, "category_names": 1}
+    )
+    if meta is None:
+        return []
+    names = meta.get("category_names")
+    return list(names) if names else [c.name for c in category_specs(int(meta["categories"]))]
+
+
 def load_catalog() -> dict[str, Product]:
-    """The whole catalog keyed by id (a few MB even for 100k products)."""
+    """The whole catalog keyed by id (a few MB even for 100k products), read one
+    category at a time (an indexed equality each)."""
+    coll = ProductDoc._get_collection()
     return {
         d["_id"]: Product(
             id=d["_id"],
@@ -96,7 +190,8 @@ def load_catalog() -> dict[str, Product]:
             popularity=float(d.get("popularity") or 0.0),
             complement_id=d.get("complement_id"),
         )
-        for d in ProductDoc._get_collection().find({})
+        for category in catalog_categories()
+        for d in coll.find({"category": category})
     }
 
 
@@ -132,14 +227,41 @@ def activity_entry(doc: Mapping[str, Any]) -> dict[str, Any]:
     )
 
 
+def record_activity(
+    by_user: Mapping[str, Sequence[dict[str, Any]]], now: datetime, keep: int
+) -> int:
+    """Merge each user's new entries (:func:`append_user_activity`) and keep the
+    activity watermark: it moves to ``now`` before the first user document changes, so
+    it is never older than a stored ``updated_at``. Returns how many entries were new."""
+    advanced = False
+
+    def before_write() -> None:
+        nonlocal advanced
+        if not advanced:
+            _advance_watermark(now)
+            advanced = True
+
+    return sum(
+        append_user_activity(user_id, entries, now, keep, before_write=before_write)
+        for user_id, entries in by_user.items()
+    )
+
+
 def append_user_activity(
-    user_id: str, entries: Sequence[dict[str, Any]], now: datetime, keep: int
+    user_id: str,
+    entries: Sequence[dict[str, Any]],
+    now: datetime,
+    keep: int,
+    *,
+    before_write: Callable[[], None] | None = None,
 ) -> int:
     """Merge activity into the user's document, keeping the newest ``keep`` entries.
 
     Entries are de-duplicated by activity id, so a redelivered batch changes nothing.
     Read-merge-write with a revision check (optimistic concurrency: two consumers
     updating the same user retry instead of losing entries). Returns how many were new.
+    ``before_write`` runs before the document changes (:func:`record_activity` keeps the
+    watermark with it; call that one).
     """
     if not entries:
         return 0
@@ -153,7 +275,14 @@ def append_user_activity(
             return 0
         merged = sorted(recent + fresh, key=lambda e: (e["t"], e["i"]))[-keep:]
         latest = datetime.fromtimestamp(merged[-1]["t"], UTC)
-        fields = {"recent": merged, "last_activity_at": latest, "updated_at": now}
+        fields = {
+            "recent": merged,
+            "last_activity_at": latest,
+            "updated_at": now,
+            "updated_day": utc_day(now),
+        }
+        if before_write is not None:
+            before_write()
         if doc is None:
             try:
                 coll.insert_one({"_id": user_id, "rev": 1, **fields})
@@ -176,37 +305,57 @@ def _interactions(doc: Mapping[str, Any]) -> list[Interaction]:
 
 
 def load_interactions(user_ids: Sequence[str]) -> dict[str, list[Interaction]]:
-    """The (newest, capped) interactions of these users, by user."""
-    if not user_ids:
-        return {}
-    ids = list(user_ids)
-    query: dict[str, Any] = {"_id": ids[0]} if len(ids) == 1 else {"_id": {"$in": ids}}
-    return {d["_id"]: _interactions(d) for d in ActiveUser._get_collection().find(query)}
+    """The (newest, capped) interactions of these users, by user (``_id`` look-ups)."""
+    coll = ActiveUser._get_collection()
+    docs = _each(lambda user_id: coll.find_one({"_id": user_id}), list(dict.fromkeys(user_ids)))
+    return {d["_id"]: _interactions(d) for d in docs if d is not None}
 
 
 def iter_user_interactions(
     page_size: int, since: datetime | None = None
 ) -> Iterator[tuple[str, list[Interaction]]]:
     """``(user id, interactions)`` of every user with activity (ingested at or after
-    ``since``), streamed through one cursor: memory holds one page of users."""
-    query: dict[str, Any] = {} if since is None else {"updated_at": {"$gte": since}}
-    for doc in ActiveUser._get_collection().find(query, batch_size=page_size):
-        yield doc["_id"], _interactions(doc)
+    ``since``), streamed through cursors: memory holds one page of users.
+
+    Without ``since`` this reads the whole collection (the batch job's pass over every
+    user). With it, one ``updated_day`` at a time from the day of ``since`` to the day of
+    the watermark (no stored ``updated_at`` is newer), each an indexed equality.
+    """
+    coll = ActiveUser._get_collection()
+    if since is None:
+        for doc in coll.find({}, batch_size=page_size):
+            yield doc["_id"], _interactions(doc)
+        return
+    since = since if since.tzinfo else since.replace(tzinfo=UTC)
+    watermark = activity_watermark()
+    if watermark is None:
+        return
+    day, last = date.fromisoformat(utc_day(since)), date.fromisoformat(utc_day(watermark))
+    while day <= last:
+        for doc in coll.find({"updated_day": day.isoformat()}, batch_size=page_size):
+            at = doc.get("updated_at")
+            if at is not None and (at if at.tzinfo else at.replace(tzinfo=UTC)) >= since:
+                yield doc["_id"], _interactions(doc)
+        day += timedelta(days=1)
 
 
 def known_active(user_ids: Iterable[str]) -> set[str]:
-    ids = list(user_ids)
-    if not ids:
-        return set()
-    return {d["_id"] for d in ActiveUser._get_collection().find({"_id": {"$in": ids}}, {"_id": 1})}
+    """Those of ``user_ids`` that have activity (``_id`` look-ups, several at a time)."""
+    coll = ActiveUser._get_collection()
+    ids = list(dict.fromkeys(user_ids))
+    found = _each(lambda user_id: coll.find_one({"_id": user_id}, {"_id": 1}), ids)
+    return {d["_id"] for d in found if d is not None}
+
+
+def _advance_watermark(at: datetime) -> None:
+    state().update_one({"_id": WATERMARK}, {"$max": {"updated_at": at}}, upsert=True)
 
 
 def activity_watermark() -> datetime | None:
     """When activity was last ingested (the newest ``updated_at``)."""
-    doc = ActiveUser._get_collection().find_one(
-        {}, {"updated_at": 1}, sort=[("updated_at", DESCENDING)]
-    )
-    return doc["updated_at"] if doc else None
+    doc = state().find_one({"_id": WATERMARK})
+    at = doc.get("updated_at") if doc else None
+    return at if at is None or at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def forget_user(user_id: str) -> None:
@@ -225,7 +374,14 @@ def save_model(model: Model, built_at: datetime, stats: Mapping[str, Any]) -> No
     """Write the neighbour rows of the new version, then make it current, then drop older
     versions' rows: readers never see a half-written model."""
     coll = ItemNeighbors._get_collection()
-    coll.delete_many({"model_version": model.version})  # leftovers of a crashed run
+    known = (state().find_one({"_id": MODEL_VERSIONS}) or {}).get("versions") or []
+    if model.version in known:
+        coll.delete_many({"model_version": model.version})  # leftovers of a crashed run
+    else:
+        # Recorded before its rows exist, so even a crashed run's rows are removed later.
+        state().update_one(
+            {"_id": MODEL_VERSIONS}, {"$addToSet": {"versions": model.version}}, upsert=True
+        )
     rows: list[dict[str, Any]] = []
     for product_id, neighbors in model.neighbors.items():
         rows.append(
@@ -250,7 +406,12 @@ def save_model(model: Model, built_at: datetime, stats: Mapping[str, Any]) -> No
         },
         upsert=True,
     )
-    coll.delete_many({"model_version": {"$ne": model.version}})
+    # Older versions, one indexed equality each.
+    versions = (state().find_one({"_id": MODEL_VERSIONS}) or {}).get("versions") or []
+    for version in versions:
+        if version != model.version:
+            coll.delete_many({"model_version": version})
+            state().update_one({"_id": MODEL_VERSIONS}, {"$pull": {"versions": version}})
 
 
 def neighbor_key(version: str, product_id: str) -> str:
@@ -263,19 +424,34 @@ def load_model_state() -> dict[str, Any] | None:
 
 def load_neighbors(version: str, product_ids: Iterable[str]) -> dict[str, list[tuple[str, float]]]:
     """Neighbour rows of these products in model ``version`` (``_id`` look-ups)."""
-    keys = [neighbor_key(version, pid) for pid in product_ids]
-    if not keys:
-        return {}
+    coll = ItemNeighbors._get_collection()
+    keys = list(dict.fromkeys(neighbor_key(version, pid) for pid in product_ids))
+    docs = _each(lambda key: coll.find_one({"_id": key}), keys)
     return {
         d["_id"].split("|", 1)[1]: [(n["p"], float(n["s"])) for n in d.get("neighbors", [])]
-        for d in ItemNeighbors._get_collection().find({"_id": {"$in": keys}})
+        for d in docs
+        if d is not None
     }
 
 
 # --- batch runs ---------------------------------------------------------------------------
 
 
+def record_finished_run(run_id: str, started_at: datetime) -> None:
+    """Remember a run that finished (ok or partial) unless a later-started one is."""
+    try:
+        state().update_one(
+            {"_id": LAST_RUN, "started_at": {"$lt": started_at}},
+            {"$set": {"run_id": run_id, "started_at": started_at}},
+            upsert=True,
+        )
+    except DuplicateKeyError:
+        pass  # a run that started later finished already: it stays the last one
+
+
 def last_finished_run() -> dict[str, Any] | None:
-    return BatchRun._get_collection().find_one(
-        {"status": {"$in": ["ok", "partial"]}}, sort=[("started_at", DESCENDING)]
-    )
+    """The newest finished (ok or partial) batch run."""
+    pointer = state().find_one({"_id": LAST_RUN})
+    if pointer is None:
+        return None
+    return BatchRun._get_collection().find_one({"_id": pointer["run_id"]})

@@ -149,7 +149,8 @@ def state() -> Any:
 def ensure_indexes() -> None:
     """Create the indexes (idempotent); called at startup and by the CLI. Records of an
     older layout get their ``expires_day`` once per database (a marker remembers it)."""
-    for document in (User, *EXPIRING):
+    documents: tuple[type[Document], ...] = (User, *EXPIRING)
+    for document in documents:
         document.ensure_indexes()
     if state().find_one({"_id": BACKFILL_MARKER}) is None:
         backfill_expires_day()
