@@ -1,0 +1,1 @@
+"""The gateway component (a package only so that its tests are named gateway.tests.*)."""
