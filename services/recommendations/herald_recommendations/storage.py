@@ -18,11 +18,11 @@ every active user once (the one whole-collection read of a service path).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import mongoengine
+from herald_common.db import lookup_each, run_once
 from pymongo import ASCENDING
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -40,25 +40,13 @@ from herald_recommendations.models import (
 )
 
 DUPLICATE_KEY = 11000
-T = TypeVar("T")
-K = TypeVar("K")
 
 # storage_state documents (``_id``).
 STATE = "storage_state"
 WATERMARK = "activity_watermark"  # {updated_at}: the newest ActiveUser.updated_at
 MODEL_VERSIONS = "model_versions"  # {versions: [...]}: versions with neighbour rows
 LAST_RUN = "last_finished_run"  # {run_id, started_at}: newest ok/partial batch run
-LAYOUT_MARKER = "layout_state_documents"  # the one-off backfill below has run
-
-# Threads for concurrent point lookups (pymongo releases the GIL while it waits).
-_LOOKUPS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="rec-lookup")
-
-
-def _each(fn: Callable[[K], T], keys: Sequence[K]) -> list[T]:
-    """``fn(key)`` for every key, several at a time, in key order."""
-    if len(keys) <= 1:
-        return [fn(k) for k in keys]
-    return list(_LOOKUPS.map(fn, keys))
+BACKFILL = "recommendations.state_documents"  # herald_common.db.run_once marker
 
 
 def state() -> Any:
@@ -81,9 +69,7 @@ def ensure_indexes() -> None:
     ActiveUser._get_collection().create_index([("updated_day", ASCENDING)])
     ItemNeighbors._get_collection().create_index([("model_version", ASCENDING)])
     RecommendationDoc._get_collection().create_index([("outbox_pending", ASCENDING)])
-    if state().find_one({"_id": LAYOUT_MARKER}) is None:
-        backfill_state()
-        state().update_one({"_id": LAYOUT_MARKER}, {"$set": {"done": True}}, upsert=True)
+    run_once(BACKFILL, backfill_state)
 
 
 def backfill_state() -> None:
@@ -307,7 +293,7 @@ def _interactions(doc: Mapping[str, Any]) -> list[Interaction]:
 def load_interactions(user_ids: Sequence[str]) -> dict[str, list[Interaction]]:
     """The (newest, capped) interactions of these users, by user (``_id`` look-ups)."""
     coll = ActiveUser._get_collection()
-    docs = _each(lambda user_id: coll.find_one({"_id": user_id}), list(dict.fromkeys(user_ids)))
+    docs = lookup_each(lambda user_id: coll.find_one({"_id": user_id}), dict.fromkeys(user_ids))
     return {d["_id"]: _interactions(d) for d in docs if d is not None}
 
 
@@ -343,7 +329,7 @@ def known_active(user_ids: Iterable[str]) -> set[str]:
     """Those of ``user_ids`` that have activity (``_id`` look-ups, several at a time)."""
     coll = ActiveUser._get_collection()
     ids = list(dict.fromkeys(user_ids))
-    found = _each(lambda user_id: coll.find_one({"_id": user_id}, {"_id": 1}), ids)
+    found = lookup_each(lambda user_id: coll.find_one({"_id": user_id}, {"_id": 1}), ids)
     return {d["_id"] for d in found if d is not None}
 
 
@@ -426,7 +412,7 @@ def load_neighbors(version: str, product_ids: Iterable[str]) -> dict[str, list[t
     """Neighbour rows of these products in model ``version`` (``_id`` look-ups)."""
     coll = ItemNeighbors._get_collection()
     keys = list(dict.fromkeys(neighbor_key(version, pid) for pid in product_ids))
-    docs = _each(lambda key: coll.find_one({"_id": key}), keys)
+    docs = lookup_each(lambda key: coll.find_one({"_id": key}), keys)
     return {
         d["_id"].split("|", 1)[1]: [(n["p"], float(n["s"])) for n in d.get("neighbors", [])]
         for d in docs

@@ -16,6 +16,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import mongoengine
 import pytest
 from herald_common import replica
 from herald_common.db import connect_db, disconnect_db
@@ -272,7 +273,11 @@ def test_a_database_of_the_older_layout_is_brought_up_to_date(rec_settings) -> N
         engine = RecommendationEngine(settings)
         engine.ensure_ready()
         now = datetime.now(UTC).replace(microsecond=0)
-        storage.state().delete_many({})  # as written before the state documents existed
+        # As written before the state documents existed.
+        storage.state().delete_many({"_id": storage.WATERMARK})
+        storage.state().delete_many({"_id": storage.MODEL_VERSIONS})
+        storage.state().delete_many({"_id": storage.LAST_RUN})
+        mongoengine.get_db()["migrations"].delete_one({"_id": storage.BACKFILL})
         ActiveUser._get_collection().insert_many(
             [
                 {"_id": f"u{n}", "rev": 1, "recent": [], "updated_at": now - timedelta(days=n)}

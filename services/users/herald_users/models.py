@@ -15,7 +15,8 @@ rotation and reuse detection, insert-only. Each record carries ``expires_day``, 
 date of its ``expires_at``: the expiry sweep deletes whole days by equality (the local
 MongoDB-compatible server answers only top-level equalities from an index, a range such
 as ``expires_at < now`` reads the whole collection). ``store_state`` holds the days that
-have records (``expiry_days``) and the marker of the one-off backfill of ``expires_day``.
+have records (``expiry_days``); records of the older layout get ``expires_day`` once
+(``herald_common.db.run_once`` marker ``users.expires_day``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import mongoengine
+from herald_common.db import run_once
 from herald_common.outbox import OutboxDocument
 from mongoengine import (
     DateTimeField,
@@ -37,7 +39,7 @@ from mongoengine import (
 # Collection of the store's own bookkeeping (see the module docstring).
 STATE = "store_state"
 EXPIRY_DAYS = "expiry_days"  # {_id, days: ["2026-01-31", ...]}
-BACKFILL_MARKER = "expires_day_backfill"
+BACKFILL = "users.expires_day"  # herald_common.db.run_once marker
 
 
 def utc_day(value: datetime) -> str:
@@ -152,9 +154,7 @@ def ensure_indexes() -> None:
     documents: tuple[type[Document], ...] = (User, *EXPIRING)
     for document in documents:
         document.ensure_indexes()
-    if state().find_one({"_id": BACKFILL_MARKER}) is None:
-        backfill_expires_day()
-        state().update_one({"_id": BACKFILL_MARKER}, {"$set": {"done": True}}, upsert=True)
+    run_once(BACKFILL, lambda: backfill_expires_day())
 
 
 def backfill_expires_day() -> int:

@@ -17,11 +17,11 @@ ids are concurrent point lookups, the expiry sweep deletes whole ``expires_day``
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import mongoengine
+from herald_common.db import lookup_each
 from herald_common.errors import Conflict
 from herald_common.events import Envelope
 from herald_common.outbox import outbox_update
@@ -38,9 +38,6 @@ from herald_users.models import (
     state,
     utc_day,
 )
-
-# Threads for concurrent point lookups (pymongo releases the GIL while it waits).
-_LOOKUPS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="users-lookup")
 
 
 def find_by_email(email: str) -> User | None:
@@ -61,8 +58,7 @@ def get_many(user_ids: list[str]) -> list[User]:
     """The live users among ``user_ids`` (each id once, in the order asked): one ``_id``
     look-up per user, several at a time (``{"_id": {"$in": ids}}`` would read the whole
     collection)."""
-    ids = list(dict.fromkeys(user_ids))
-    found = _LOOKUPS.map(get_live, ids) if len(ids) > 1 else map(get_live, ids)
+    found = lookup_each(get_live, dict.fromkeys(user_ids))
     return [user for user in found if user is not None]
 
 

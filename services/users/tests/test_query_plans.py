@@ -187,7 +187,8 @@ async def test_records_of_the_older_layout_get_their_expiry_day(start_users, mon
     past = users.clock() - timedelta(days=3)
 
     def old_layout() -> None:
-        db["store_state"].delete_many({"_id": {"$in": ["expires_day_backfill", EXPIRY_DAYS]}})
+        db["migrations"].delete_one({"_id": models.BACKFILL})
+        db["store_state"].delete_one({"_id": EXPIRY_DAYS})
         RefreshToken._get_collection().insert_one(
             {
                 "_id": "old-jti",
