@@ -17,6 +17,7 @@ import httpx
 import pytest
 import uvicorn
 from herald_common.auth import TokenIssuer, TokenVerifier, generate_private_key_pem
+
 from herald_gateway.config import GatewaySettings
 from herald_gateway.main import create_app
 

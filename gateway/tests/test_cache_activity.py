@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from herald_common.events import UserPreferencesUpdated, make_event
 from herald_common.preferences import Preferences
-from herald_gateway.cache import CACHE
 from herald_testing import eventually
+
+from herald_gateway.cache import CACHE
 
 pytestmark = pytest.mark.integration
 

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from herald_gateway.engine import get_engine, parse
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "graphql"

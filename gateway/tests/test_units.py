@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+
 from herald_gateway import mapping
 from herald_gateway.engine import get_engine, parse
 from herald_gateway.errors import GraphQLFailure, error_coercer
