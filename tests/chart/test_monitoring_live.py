@@ -180,8 +180,15 @@ def _wait_for_data(
 
 def test_every_rule_and_dashboard_query_returns_data(herald: Any, prometheus: str) -> None:
     asyncio.run(_use_herald(herald))
-    # Every target is scraped.
-    targets = httpx.get(f"{prometheus}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
+    # Every target is scraped (Prometheus lists its targets a moment after it is ready).
+    deadline = time.monotonic() + 30
+    while True:
+        targets = httpx.get(f"{prometheus}/api/v1/targets", timeout=10).json()["data"][
+            "activeTargets"
+        ]
+        if len(targets) >= 6 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     health = {t["labels"]["component"]: t["health"] for t in targets}
     assert set(health) == {
         "users",
