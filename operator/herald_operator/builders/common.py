@@ -223,6 +223,9 @@ def pod_template(
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
+        # No docker-link variables: a Service named herald-scheduler would otherwise set
+        # HERALD_SCHEDULER_PORT=tcp://... in the pod, which the settings read as the port.
+        "enableServiceLinks": False,
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": settings.run_as_user,

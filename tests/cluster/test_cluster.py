@@ -1,0 +1,296 @@
+"""Herald for real on the single-node cluster of dev/cluster (marker ``cluster``).
+
+One chart install per module (fixture ``release``), exercised in order: every pod
+Ready, GraphQL through the gateway Service (via kube-proxy: no ingress controller is
+built here), a purchase's order update, NetworkPolicies (enforced by kube-router), a
+NotificationCampaign's CronJob firing a promotion into the inbox, an upgrade that rolls
+the pods without losing a notification, and an uninstall that leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .conftest import ROOT, RUN, NodeCluster, Release, wait_for
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(2700)]
+
+USER: dict[str, Any] = {}
+INBOX = "{ notifications(first: 50) { totalCount edges { node { id type content } } } }"
+
+
+def _inbox(release: Release) -> list[dict[str, Any]]:
+    data = release.gql(INBOX, token=USER["token"])
+    return [e["node"] for e in data["notifications"]["edges"]]
+
+
+def test_every_pod_ready(release: Release) -> None:
+    c = release.cluster
+    deployments = c.get("deployments", "-n", release.namespace)["items"]
+    names = {d["metadata"]["name"] for d in deployments}
+    assert {
+        f"herald-{n}"
+        for n in ("users", "notifications", "recommendations", "scheduler", "gateway", "operator")
+    } <= names
+    for d in deployments:
+        cond = {x["type"]: x["status"] for x in d["status"].get("conditions", [])}
+        assert cond.get("Available") == "True", d["metadata"]["name"]
+    for sts in c.get("statefulsets", "-n", release.namespace)["items"]:
+        assert sts["status"].get("readyReplicas") == 1, sts["metadata"]["name"]
+    pods = c.get("pods", "-n", release.namespace)["items"]
+    for p in pods:
+        ready = {x["type"]: x["status"] for x in p["status"].get("conditions", [])}.get("Ready")
+        assert ready == "True", (p["metadata"]["name"], p["status"].get("phase"))
+        for cs in p["status"]["containerStatuses"]:
+            # Built here and loaded into containerd, never pulled.
+            assert cs["image"].startswith("localhost/herald/"), cs["image"]
+
+
+def test_graphql_register_and_order_update(release: Release) -> None:
+    email = f"ann-{int(time.time())}@example.com"
+    data = release.gql(
+        """mutation($e: String!) { register(input: {name: "Ann", email: $e, password: "Correct-Horse-42",
+           preferences: {promotions: true, orderUpdates: true, recommendations: true, timezone: "UTC",
+                         maxPromotionsPerDay: 50}}) { accessToken user { id } } }""",
+        {"e": email},
+    )
+    USER.update(token=data["register"]["accessToken"], id=data["register"]["user"]["id"])
+    recs = release.gql("{ recommendations(first: 3) { productId } }", token=USER["token"])
+    product = recs["recommendations"][0]["productId"]
+    accepted = release.gql(
+        "mutation($p: ID!) { trackActivity(events: [{kind: PURCHASE, productId: $p}]) }",
+        {"p": product},
+        token=USER["token"],
+    )
+    assert accepted == {"trackActivity": 1}
+    updates = wait_for(
+        lambda: [n for n in _inbox(release) if n["type"] == "ORDER_UPDATE"],
+        120,
+        "the order update of the purchase",
+    )
+    assert updates[0]["content"]["data"]["status"] == "placed"
+    orders = release.gql("{ orders { id status } }", token=USER["token"])["orders"]
+    assert [o["id"] for o in orders] == [updates[0]["content"]["data"]["order_id"]]
+
+
+def _probe_pod(
+    cluster: NodeCluster,
+    namespace: str,
+    name: str,
+    target: str,
+    labels: dict[str, str] | None = None,
+    seconds: int = 10,
+) -> bool:
+    """Whether a pod in ``namespace`` opens a TCP connection to host:port ``target``."""
+    host, port = target.rsplit(":", 1)
+    image = _images()["IMAGE_users"]  # any Herald image: it has python3
+    # kube-router admits a new pod's address a moment (about 1 s) after the pod starts:
+    # try for a while and report the first success.
+    script = (
+        "import socket, sys, time\n"
+        f"deadline = time.monotonic() + {seconds}\n"
+        "while True:\n"
+        "    try:\n"
+        f"        socket.create_connection(({host!r}, {port}), timeout=2)\n"
+        "        print('connected'); sys.exit(0)\n"
+        "    except OSError as e:\n"
+        "        if time.monotonic() > deadline:\n"
+        "            print('refused', e); sys.exit(1)\n"
+        "        time.sleep(1)\n"
+    )
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 10001,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": "probe",
+                    "image": image,
+                    "imagePullPolicy": "Never",
+                    "command": ["python3", "-c", script],
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                }
+            ],
+        },
+    }
+    cluster.kubectl("apply", "-f", "-", stdin=json.dumps(pod))
+    phase = wait_for(
+        lambda: (
+            cluster.get("pod", "-n", namespace, name)["status"].get("phase")
+            in ("Succeeded", "Failed")
+            and cluster.get("pod", "-n", namespace, name)["status"]["phase"]
+        ),
+        120,
+        f"probe pod {namespace}/{name}",
+    )
+    log = cluster.kubectl("logs", "-n", namespace, name, check=False).stdout.strip()
+    cluster.kubectl("delete", "pod", "-n", namespace, name, "--wait=false", check=False)
+    assert log.startswith(("connected", "refused")), log
+    return phase == "Succeeded"
+
+
+def _images() -> dict[str, str]:
+    lines = (RUN / "images.env").read_text().split()
+    return dict(line.split("=", 1) for line in lines)
+
+
+def test_network_policies(release: Release) -> None:
+    c, ns = release.cluster, release.namespace
+    users = f"herald-users.{ns}.svc.cluster.local:4001"
+    gateway = f"herald-gateway.{ns}.svc.cluster.local:5000"
+    # kube-router enforces NetworkPolicies: check first that the policies exist.
+    policies = {p["metadata"]["name"] for p in c.get("networkpolicies", "-n", ns)["items"]}
+    assert policies, "the chart created no NetworkPolicy"
+    # The ingress controller's namespace and pod labels reach the gateway, nothing else.
+    ingress_labels = {"app.kubernetes.io/name": "ingress-nginx"}
+    assert _probe_pod(
+        c, release.ingress_namespace, "ingress-to-gateway", gateway, ingress_labels, seconds=40
+    )
+    assert not _probe_pod(c, release.ingress_namespace, "ingress-to-users", users, ingress_labels)
+    # A pod outside Herald reaches no Herald component (default deny).
+    c.kubectl("create", "namespace", f"{ns}-outside", check=False)
+    try:
+        assert not _probe_pod(c, f"{ns}-outside", "outside-to-gateway", gateway)
+        assert not _probe_pod(c, f"{ns}-outside", "outside-to-users", users)
+    finally:
+        c.kubectl("delete", "namespace", f"{ns}-outside", "--wait=false", check=False)
+    # Inside Herald the allowed paths work: the gateway answered GraphQL calls that need
+    # users and notifications (previous test), through these same policies.
+
+
+def test_campaign_cronjob_fires_promotion(release: Release) -> None:
+    c, ns = release.cluster, release.namespace
+    campaign = yaml.safe_load((ROOT / "examples" / "campaigns" / "flash-sale.yaml").read_text())
+    campaign["metadata"] = {"name": "flash-sale", "namespace": ns}
+    campaign["spec"]["schedule"] = "* * * * *"  # the next minute, not the next hour
+    campaign["spec"]["timeZone"] = "UTC"
+    c.kubectl("apply", "-f", "-", stdin=json.dumps(campaign))
+    cronjob = wait_for(
+        lambda: [
+            cj
+            for cj in c.get("cronjobs", "-n", ns)["items"]
+            if any(
+                o["kind"] == "NotificationCampaign" and o["name"] == "flash-sale"
+                for o in cj["metadata"].get("ownerReferences", [])
+            )
+        ],
+        120,
+        "the operator to create the campaign's CronJob",
+    )[0]
+    assert cronjob["spec"]["schedule"] == "* * * * *"
+    cj_name = cronjob["metadata"]["name"]
+    # The CronJob controller starts a Job; its pod runs the fire command and succeeds.
+    job = wait_for(
+        lambda: [
+            j
+            for j in c.get("jobs", "-n", ns)["items"]
+            if any(
+                o["kind"] == "CronJob" and o["name"] == cj_name
+                for o in j["metadata"].get("ownerReferences", [])
+            )
+            and j["status"].get("succeeded")
+        ],
+        240,
+        f"a Job of CronJob {cj_name} to succeed",
+    )[0]
+    assert job["status"]["succeeded"] >= 1
+    promos = wait_for(
+        lambda: [n for n in _inbox(release) if n["type"] == "PROMOTION"],
+        120,
+        "the campaign's promotion in the user's inbox",
+    )
+    assert "flash sale" in promos[0]["content"]["title"]
+    status = wait_for(
+        lambda: (
+            c.get("notificationcampaign", "-n", ns, "flash-sale")
+            .get("status", {})
+            .get("lastRunTime")
+        ),
+        120,
+        "the campaign's status to record the run",
+    )
+    assert status
+    c.kubectl("delete", "notificationcampaign", "-n", ns, "flash-sale")
+    wait_for(
+        lambda: not c.get("cronjobs", "-n", ns)["items"],
+        120,
+        "the CronJob to be removed with its campaign",
+    )
+
+
+def test_upgrade_rolls_pods_without_losing_notifications(release: Release) -> None:
+    c, ns = release.cluster, release.namespace
+    before = {n["id"] for n in _inbox(release)}
+    assert before
+    old_pods = {
+        p["metadata"]["name"]
+        for p in c.get("pods", "-n", ns, "-l", "app.kubernetes.io/component=notifications")["items"]
+    }
+    c.helm(
+        "upgrade",
+        release.name,
+        str(Path(ROOT / "charts" / "herald")),
+        "-n",
+        ns,
+        *release.values_args("--set", "logLevel=DEBUG"),
+        "--wait",
+        "--timeout",
+        "6m",
+        timeout=500,
+    )
+    new_pods = {
+        p["metadata"]["name"]
+        for p in c.get("pods", "-n", ns, "-l", "app.kubernetes.io/component=notifications")["items"]
+    }
+    assert new_pods and not (new_pods & old_pods), "the notifications pods were not rolled"
+    after = wait_for(lambda: {n["id"] for n in _inbox(release)}, 120, "the inbox after the upgrade")
+    assert before <= after
+
+
+def test_zz_uninstall_leaves_nothing(release: Release) -> None:
+    c, ns = release.cluster, release.namespace
+    c.helm("uninstall", release.name, "-n", ns, "--wait", "--timeout", "3m", timeout=300)
+
+    def leftovers() -> list[str]:
+        out = c.kubectl(
+            "get",
+            "all,configmaps,secrets,networkpolicies,pdb,roles,rolebindings,serviceaccounts,"
+            "cronjobs,jobs,pvc,leases",
+            "-n",
+            ns,
+            "-l",
+            f"app.kubernetes.io/instance={release.name}",
+            "-o",
+            "name",
+        ).stdout
+        return sorted(out.split())
+
+    # What stays on purpose: the JWT signing key (helm.sh/resource-policy: keep, so a
+    # reinstall keeps every issued token valid) and the StatefulSets' volume claims
+    # (Kubernetes keeps them: the data of MongoDB, RabbitMQ and Redis).
+    kept = [
+        "persistentvolumeclaim/data-herald-mongodb-0",
+        "persistentvolumeclaim/data-herald-rabbitmq-0",
+        "persistentvolumeclaim/data-herald-redis-0",
+        "secret/herald-jwt",
+    ]
+    wait_for(lambda: leftovers() == kept, 180, "only the kept objects to remain", interval=3)
+    jwt = c.get("secret", "-n", ns, "herald-jwt")
+    assert jwt["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
