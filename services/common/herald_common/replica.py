@@ -24,8 +24,10 @@ from herald_common.events import Envelope, UserDeleted, UserPreferencesUpdated, 
 from herald_common.preferences import Preferences
 
 COLLECTION = "user_replica"
-# Users are spread over this many buckets (iter_users reads one bucket per query).
-BUCKETS = 1024
+# Users are spread over this many buckets; iter_users reads one bucket per query, so a
+# full pass costs BUCKETS queries however few users there are (64: a campaign to a small
+# shop is cheap; 1M users are ~16k per bucket, still one bounded read each).
+BUCKETS = 64
 
 
 def _coll(alias: str = "default") -> Any:
@@ -35,7 +37,7 @@ def _coll(alias: str = "default") -> Any:
 def ensure_indexes(alias: str = "default") -> None:
     """Create the replica's index; give documents of an older layout their bucket."""
     _coll(alias).create_index([("bucket", ASCENDING), ("_id", ASCENDING)])
-    run_once("user_replica.bucket", lambda: backfill_buckets(alias), alias)
+    run_once(f"user_replica.bucket.{BUCKETS}", lambda: backfill_buckets(alias), alias)
 
 
 def apply_user_event(payload: UserRegistered | UserPreferencesUpdated | UserDeleted) -> bool:
@@ -124,7 +126,7 @@ def bucket_of(user_id: str) -> int:
 
 def position(user: dict[str, Any]) -> str:
     """Where a user stands in :func:`iter_users` order; pass it back as ``after``."""
-    return f"{user['bucket']:04d}:{user['_id']}"
+    return f"{user['bucket']:04d}:{user['_id']}"  # fixed width: string order = read order
 
 
 def iter_users(
@@ -169,11 +171,11 @@ def iter_users(
 
 
 def backfill_buckets(alias: str = "default") -> int:
-    """Give replica documents written before buckets existed their bucket (a one-off
-    pass, run by :func:`ensure_indexes` once per database)."""
+    """Give every replica document its bucket (a one-off pass, run by
+    :func:`ensure_indexes` once per database and bucket count)."""
     coll = _coll(alias)
     n = 0
-    for doc in coll.find({"bucket": {"$exists": False}}, {"_id": 1}):
+    for doc in coll.find({}, {"_id": 1}):
         coll.update_one({"_id": doc["_id"]}, {"$set": {"bucket": bucket_of(doc["_id"])}})
         n += 1
     return n
