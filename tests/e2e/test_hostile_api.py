@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from typing import Any
 
 import httpx
@@ -130,18 +129,17 @@ async def test_probe_documents_through_the_real_gateway(herald, gql) -> None:
 
 
 async def test_a_hostile_alias_query_leaves_another_users_query_working(herald, gql) -> None:
-    """Relative bound only (no absolute threshold): the plain query under hostile load
-    stays within a small multiple of its own baseline."""
+    """While one user floods the gateway with budget-sized alias documents, another
+    user's queries keep succeeding with their own data (how much slower they get is
+    measured by ``python -m bench.hostile``, not asserted here)."""
     mallory, bob = await gql.register("Mallory"), await gql.register("Bob")
     plain = "{ unreadCount notifications(first: 5) { totalCount } }"
 
-    async def timed(query: str, token: str) -> float:
-        started = time.perf_counter()
+    async def send(query: str, token: str) -> Any:
         r = await gql.raw(query, token=token)
         assert r.status_code in (200, 400), r.text
-        return time.perf_counter() - started
+        return r
 
-    baseline = sorted([await timed(plain, bob["accessToken"]) for _ in range(5)])[2]
     hostile = (
         "{ "
         + " ".join(
@@ -150,10 +148,10 @@ async def test_a_hostile_alias_query_leaves_another_users_query_working(herald, 
         )
         + " }"
     )
-    attack = [asyncio.create_task(timed(hostile, mallory["accessToken"])) for _ in range(8)]
+    attack = [asyncio.create_task(send(hostile, mallory["accessToken"])) for _ in range(8)]
     await asyncio.sleep(0.05)
-    under_load = sorted([await timed(plain, bob["accessToken"]) for _ in range(5)])[2]
+    for _ in range(5):
+        r = await send(plain, bob["accessToken"])
+        assert r.status_code == 200 and "errors" not in r.json(), r.text
+        assert r.json()["data"]["notifications"]["totalCount"] >= 0
     await asyncio.gather(*attack)
-    r = await gql.raw(plain, token=bob["accessToken"])
-    assert r.status_code == 200 and "errors" not in r.json()
-    assert under_load < 10 * baseline, (baseline, under_load)
