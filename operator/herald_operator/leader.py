@@ -10,6 +10,7 @@ shutdown lets a standby take over at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -154,10 +155,9 @@ class LeaseElector:
                     "standing by: lease %s/%s is held by another replica", self.namespace, self.name
                 )
                 announced = True
-            try:
+            # Wait for the next attempt, or end early when asked to stop.
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=retry_seconds)
-            except TimeoutError:
-                pass
         return False
 
     async def hold(self, lost: asyncio.Event, renew_seconds: float) -> None:

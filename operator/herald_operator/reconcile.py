@@ -12,6 +12,7 @@ API errors that may pass (429, 5xx, timeouts) are retried by kopf.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Mapping, MutableMapping
@@ -42,10 +43,9 @@ def _api_failure(exc: ApiException, what: str) -> Exception:
     """A refusal that retrying cannot fix becomes a SpecError; the rest is retried."""
     if exc.status in (400, 403, 422):
         message = str(exc.reason)
-        try:
+        # The API server's Status message when the body is one; else the HTTP reason.
+        with contextlib.suppress(TypeError, ValueError, AttributeError):
             message = json.loads(exc.body or "").get("message", message)
-        except (TypeError, ValueError, AttributeError):
-            pass
         return SpecError("ChildRefused", f"the API server refused the {what}: {message}")
     return kopf.TemporaryError(f"{what}: API error {exc.status} {exc.reason}", delay=10)
 

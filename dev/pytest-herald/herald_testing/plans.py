@@ -97,10 +97,10 @@ class QueryRecorder(monitoring.CommandListener):
             self.queries.extend(_queries(event.command_name, dict(event.command)))
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
+        """Outcomes do not matter: a filter is recorded when it is sent."""
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
+        """Outcomes do not matter: a filter is recorded when it is sent."""
 
     def recording(self) -> _Recording:
         return _Recording(self)
