@@ -17,6 +17,9 @@ from urllib.parse import urlparse
 import pytest
 from herald_common.settings import HeraldSettings
 
+# The session's SMTP server is a fixture of this plugin too.
+from herald_testing.mailbox import smtp_server  # noqa: F401
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 S = TypeVar("S", bound=HeraldSettings)
 

@@ -80,6 +80,10 @@ class UsersSettings(HeraldSettings):
     trust_forwarded_for: bool = True
     rate_limit_prefix: str = "herald:users:ratelimit"
 
+    # Shared with the notifications service: verifies one-click unsubscribe links
+    # (herald_common.unsubscribe). Required in production; a development secret locally.
+    unsubscribe_secret: SecretStr | None = None
+
     # Admin bootstrapped (created or updated) at startup.
     admin_email: str | None = None
     admin_password: SecretStr | None = None

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query, Response
+from typing import Any
+
+from fastapi import APIRouter, Depends, Path, Query, Response
 from herald_common.app import admin_principal, current_principal
 from herald_common.auth import Principal
-from herald_common.errors import BadUserInput
+from herald_common.errors import BadUserInput, Unavailable
 from herald_common.preferences import PreferencesPatch
+from herald_common.unsubscribe import secret_for, verify
+from pydantic import BaseModel
 
 from herald_users.api.schemas import ProfilePatch, UserOut, domain, errors
 from herald_users.domain import UsersDomain
@@ -57,6 +61,37 @@ async def delete_me(
     ``user.deleted``; the email can be registered again."""
     await users.delete(caller)
     return Response(status_code=204)
+
+
+class UnsubscribeResult(BaseModel):
+    """What a one-click unsubscribe turned off."""
+
+    user_id: str
+    type: str
+    preferences: dict[str, Any]
+
+
+@router.post("/unsubscribe/{token}", responses=errors(400, 404, 503))
+async def unsubscribe(
+    token: str = Path(max_length=1000), users: UsersDomain = Depends(domain)
+) -> UnsubscribeResult:
+    """One-click unsubscribe (RFC 8058): the signed token of an email's
+    ``List-Unsubscribe`` link (no bearer token; the signature is the credential) turns
+    that notification type off for its user. Repeating it changes nothing."""
+    settings = users.settings
+    try:
+        secret = secret_for(settings.unsubscribe_secret, settings.environment)
+    except ValueError as exc:
+        raise Unavailable("unsubscribe links are not configured on this server") from exc
+    user_id, type_ = verify(secret, token)
+    field = {"promotion": "promotions", "recommendation": "recommendations"}[type_]
+    user = await users.update_preferences(
+        Principal(user_id=user_id), PreferencesPatch.model_validate({field: False})
+    )
+    out = UserOut.of(user)
+    return UnsubscribeResult(
+        user_id=user_id, type=type_, preferences=out.preferences.model_dump(mode="json")
+    )
 
 
 @router.get("/{user_id}", responses=errors(401, 403, 404))
