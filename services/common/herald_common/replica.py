@@ -111,6 +111,13 @@ def get_users(
     return {doc["_id"]: doc for doc in lookup_each(one, ids) if doc is not None}
 
 
+def get_bucket(bucket: int) -> list[dict[str, Any]]:
+    """Every replicated user of one bucket, tombstones included: one query served by the
+    ``(bucket, _id)`` index (what :class:`herald_common.replica_cache.UserCache` reads
+    when a batch, e.g. a campaign sent in bucket order, misses many users of a bucket)."""
+    return [dict(doc) for doc in _coll().find({"bucket": bucket})]
+
+
 def get_preferences(user_id: str) -> Preferences | None:
     doc = get_user(user_id)
     if doc is None:
