@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar, overload
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
+from herald_common.clock import utcnow
 from herald_common.logs import current_correlation_id
 from herald_common.preferences import Preferences
 
@@ -32,14 +32,13 @@ Content = str | dict[str, Any]
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class Payload(BaseModel):
-    """Base of every event payload: strict about unknown fields."""
+    """Base of every event payload: strict about unknown fields. Each payload class
+    knows its event type (``event_type``, set from :data:`EVENT_TYPES`), so
+    ``make_event(payload, source=...)`` needs no type string."""
 
     model_config = ConfigDict(extra="forbid")
+    event_type: ClassVar[str] = ""
 
 
 # --- users ---------------------------------------------------------------------------
@@ -227,6 +226,17 @@ EVENT_TYPES: dict[str, type[Payload]] = {
     "notification.read": NotificationRead,
 }
 EVENT_VERSIONS: dict[str, int] = dict.fromkeys(EVENT_TYPES, 1)
+for _type, _model in EVENT_TYPES.items():
+    _model.event_type = _type
+
+# Binding patterns of the consumer queues (topic-exchange routing keys): services bind
+# with these, never with event-type literals of their own.
+USER_EVENTS = "user.*"
+ORDER_EVENTS = "order.*"
+NOTIFICATION_EVENTS = "notification.*"
+ACTIVITY_EVENTS = ActivityRecorded.event_type
+CAMPAIGN_EVENTS = CampaignFired.event_type
+NOTIFICATION_REQUESTS = NotificationRequested.event_type
 
 P = TypeVar("P", bound=Payload)
 
@@ -269,18 +279,50 @@ def _describe(exc: ValidationError, prefix: str = "") -> str:
     return "; ".join(parts)
 
 
+@overload
+def make_event(
+    payload: Payload,
+    /,
+    *,
+    source: str,
+    correlation_id: str | None = None,
+    event_id: uuid.UUID | None = None,
+) -> Envelope[Any]: ...
+
+
+@overload
 def make_event(
     type_: str,
     payload: Payload,
+    /,
+    *,
+    source: str,
+    correlation_id: str | None = None,
+    event_id: uuid.UUID | None = None,
+) -> Envelope[Any]: ...
+
+
+def make_event(
+    first: str | Payload,
+    second: Payload | None = None,
+    /,
     *,
     source: str,
     correlation_id: str | None = None,
     event_id: uuid.UUID | None = None,
 ) -> Envelope[Any]:
-    """Build an envelope; refuses a payload of the wrong model for ``type_``.
+    """Build an envelope for ``payload`` (its class names the event type):
+    ``make_event(payload, source=...)``. The older ``make_event(type_, payload, ...)``
+    refuses a payload of the wrong model for ``type_``.
 
     ``event_id`` gives an event derived from stored state a stable id, so publishing it
     again (after a crash) is recognisable as the same event."""
+    if isinstance(first, Payload):
+        payload, type_ = first, first.event_type
+    elif second is not None:
+        payload, type_ = second, first
+    else:
+        raise InvalidEvent("payload: missing")
     model = EVENT_TYPES.get(type_)
     if model is None:
         raise InvalidEvent(f"type: unknown event type {type_!r}")

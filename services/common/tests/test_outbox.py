@@ -1,11 +1,8 @@
-"""Idempotent consumption and the outbox relay, against the real servers."""
-
-import asyncio
+"""The outbox relay against the real servers: crash recovery, duplicates, wake-up."""
 
 import pytest
 from herald_common.db import connect_db, disconnect_db, run_db
-from herald_common.events import Envelope, UserDeleted, UserPreferencesUpdated, make_event
-from herald_common.idempotency import ProcessedEvents
+from herald_common.events import Envelope, UserPreferencesUpdated, make_event
 from herald_common.outbox import OutboxDocument, OutboxRelay, outbox_update
 from herald_common.preferences import Preferences
 from herald_testing import eventually
@@ -41,30 +38,6 @@ def _updated(user_id: str, name: str, revision: int) -> Envelope:
         ),
         source="test",
     )
-
-
-async def test_redelivered_message_has_one_effect(db, broker_for, unique):
-    broker = await broker_for(db)
-    effects: list[str] = []
-    processed = ProcessedEvents("test-consumer")
-
-    async def handler(event: Envelope) -> None:
-        async def effect() -> None:
-            effects.append(event.payload.user_id)
-
-        await processed.run_once(str(event.id), effect)
-
-    # A prefetch > 1 lets duplicates be handled concurrently: the claim must hold.
-    await broker.consume(f"idem.{unique}", ["user.deleted"], handler, prefetch=10)
-    event = make_event("user.deleted", UserDeleted(user_id="u-1", revision=1), source="t")
-    for _ in range(3):  # the same event, delivered three times
-        await broker.publish(event)
-    await broker.publish(
-        make_event("user.deleted", UserDeleted(user_id="u-2", revision=1), source="t")
-    )
-    await eventually(lambda: "u-2" in effects)
-    await asyncio.sleep(0.3)
-    assert effects == ["u-1", "u-2"]
 
 
 async def test_outbox_relays_what_a_crash_left_behind(db, broker_for, unique):
@@ -139,21 +112,3 @@ async def test_relay_loop_publishes_promptly_when_woken(db, broker_for, unique):
         await eventually(lambda: got == [1], timeout=5)
     finally:
         await relay.stop()
-
-
-def test_claims_lease_and_takeover(db):
-    from datetime import UTC, datetime, timedelta
-
-    import pytest as _pytest
-    from herald_common.idempotency import AlreadyInProgress
-
-    store = ProcessedEvents("lease-test", lease=timedelta(seconds=30))
-    t0 = datetime(2026, 1, 1, tzinfo=UTC)
-    assert store.claim("k", now=t0)
-    with _pytest.raises(AlreadyInProgress):
-        store.claim("k", now=t0 + timedelta(seconds=5))
-    # The first worker died: after the lease, a redelivery takes over.
-    assert store.claim("k", now=t0 + timedelta(seconds=31))
-    store.complete("k")
-    assert store.claim("k", now=t0 + timedelta(hours=1)) is False
-    assert store.seen("k")
