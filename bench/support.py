@@ -217,6 +217,7 @@ class Run:
             **os.environ,
             **SERVERS,
             "HERALD_AMQP_URL": self.amqp_url,
+            "HERALD_MONGODB_URI": self.mongo_url,
             "HERALD_ENVIRONMENT": "local",
             "HERALD_LOG_LEVEL": "WARNING",
             "HERALD_LOG_JSON": "false",

@@ -20,12 +20,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from herald_common.auth import Principal, TokenIssuer, TokenVerifier
-from herald_common.clock import Clock, to_millis, utcnow
 from herald_common.db import run_db
 from herald_common.errors import BadUserInput, Conflict, Forbidden, NotFound, Unauthenticated
 from herald_common.events import Envelope
 from herald_common.preferences import Preferences, PreferencesPatch
-from herald_common.redis_client import revoke_token
+from herald_common.redis_client import revoked_key
 from pydantic import ValidationError
 
 from herald_users import events, store
@@ -41,9 +40,19 @@ from herald_users.ratelimit import LoginRateLimiter
 
 log = logging.getLogger(__name__)
 
+Clock = Callable[[], datetime]
 USER_ROLES = ["user"]
 ADMIN_ROLES = ["user", "admin"]
 MAX_CHANGE_ATTEMPTS = 10
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ms(value: datetime) -> datetime:
+    # MongoDB keeps milliseconds: events must carry exactly what is stored.
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
 def apply_patch(current: Preferences, patch: PreferencesPatch, prefix: str = "") -> Preferences:
@@ -82,7 +91,7 @@ class Accounts:
         self,
         passwords: Passwords,
         *,
-        clock: Clock = utcnow,
+        clock: Clock = utc_now,
         on_staged: Callable[[], None] = lambda: None,
     ) -> None:
         self.passwords = passwords
@@ -90,7 +99,7 @@ class Accounts:
         self.on_staged = on_staged
 
     def now(self) -> datetime:
-        return to_millis(self.clock())
+        return _ms(self.clock())
 
     async def create(
         self,
@@ -176,7 +185,7 @@ class UsersDomain:
         passwords: Passwords,
         limiter: LoginRateLimiter,
         on_staged: Callable[[], None] = lambda: None,
-        clock: Clock = utcnow,
+        clock: Clock = utc_now,
     ) -> None:
         self.settings = settings
         self.issuer = issuer
@@ -191,7 +200,7 @@ class UsersDomain:
         self.refresh_ttl = timedelta(seconds=settings.refresh_token_ttl_seconds)
 
     def now(self) -> datetime:
-        return to_millis(self.clock())
+        return _ms(self.clock())
 
     # --- accounts -------------------------------------------------------------------------
 
@@ -418,8 +427,7 @@ class UsersDomain:
         exp = expires_at.timestamp() if isinstance(expires_at, datetime) else float(expires_at)
         remaining = math.ceil(exp - self.clock().timestamp()) + self.verifier.leeway
         if remaining > 0:
-            # Deny-listed and announced together: gateways close its WebSockets at once.
-            await revoke_token(self.redis, jti, remaining)
+            await self.redis.set(revoked_key(jti), "1", ex=remaining)
 
     async def _revoke(self, families: list[str], user_id: str, reason: str) -> None:
         """Revoke sessions and deny-list their live access tokens."""
