@@ -2,24 +2,33 @@
 
 mongoengine (pymongo) is synchronous; async code calls it through
 ``asyncio.to_thread`` (see :func:`run_db`) so the event loop never blocks on storage.
+
+Storage modules reach their collections through :func:`collection` (a declared
+document's collection) or :func:`named` (a collection without a document class), and
+write unique records with :func:`insert_new`, :func:`insert_all_new` and
+:func:`conditional_upsert` instead of catching duplicate-key errors themselves.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ParamSpec, TypeVar
 
 import mongoengine
+from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from herald_common.settings import HeraldSettings
 
 P = ParamSpec("P")
 T = TypeVar("T")
 K = TypeVar("K")
+
+# The server's error code for a write that breaks a unique index.
+DUPLICATE_KEY = 11000
 
 
 def connect_db(settings: HeraldSettings, alias: str = "default") -> Database[Any]:
@@ -110,3 +119,54 @@ def bulk_write(coll: Any, ops: Sequence[Any], *, ordered: bool = True) -> int:
     if errors:
         raise BulkWriteError({"writeErrors": errors, "nModified": modified})
     return modified
+
+
+def collection(document: type[mongoengine.Document]) -> Collection[Any]:
+    """The pymongo collection behind a declared mongoengine document (for the queries
+    and bulk writes mongoengine has no words for)."""
+    coll: Collection[Any] = document._get_collection()
+    return coll
+
+
+def named(name: str, alias: str = "default") -> Collection[Any]:
+    """The collection ``name`` of the service's database (records without a document
+    class: state markers, replicas, counters)."""
+    return mongoengine.get_db(alias)[name]
+
+
+def insert_new(coll: Collection[Any], doc: Mapping[str, Any]) -> bool:
+    """Insert ``doc``; False (nothing written) when its unique key exists already."""
+    try:
+        coll.insert_one(doc)
+    except DuplicateKeyError:
+        return False
+    return True
+
+
+def insert_all_new(coll: Collection[Any], docs: Iterable[Mapping[str, Any]]) -> int:
+    """Insert ``docs`` unordered, skipping those whose unique key exists already (a
+    redelivered batch); returns how many were new. Any other write error is raised."""
+    docs = list(docs)
+    if not docs:
+        return 0
+    try:
+        return len(coll.insert_many(docs, ordered=False).inserted_ids)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(e.get("code") != DUPLICATE_KEY for e in errors):
+            raise
+        return int(exc.details.get("nInserted", len(docs) - len(errors)))
+
+
+def conditional_upsert(
+    coll: Collection[Any], where: Mapping[str, Any], update: Mapping[str, Any]
+) -> bool:
+    """``update_one(where, update, upsert=True)`` where ``where`` holds a condition
+    besides the ``_id`` (``revision < n``, ``updated_at <= t``): when a document with
+    that ``_id`` exists but fails the condition, the upsert's insert collides and
+    nothing changes. Returns False then (the stored document is newer)."""
+    try:
+        coll.update_one(dict(where), dict(update), upsert=True)
+    except DuplicateKeyError:
+        return False
+    return True

@@ -7,6 +7,7 @@ import pytest
 from herald_common.events import (
     EVENT_TYPES,
     SCHEMA_DIR,
+    USER_EVENTS,
     InvalidEvent,
     NotificationRequested,
     UserDeleted,
@@ -94,6 +95,18 @@ def test_unknown_event_type_and_garbage() -> None:
 def test_make_event_refuses_a_mismatched_payload() -> None:
     with pytest.raises(InvalidEvent, match="needs NotificationRequested"):
         make_event("notification.requested", UserDeleted(user_id="u", revision=1), source="x")
+
+
+@pytest.mark.parametrize("event_type", sorted(EVENT_TYPES))
+def test_every_payload_class_knows_its_event_type(event_type: str) -> None:
+    assert EVENT_TYPES[event_type].event_type == event_type
+
+
+def test_make_event_takes_the_type_from_the_payload() -> None:
+    event = make_event(UserDeleted(user_id="u", revision=3), source="x")
+    assert event.type == "user.deleted"
+    assert parse_event(event.to_bytes()).payload == UserDeleted(user_id="u", revision=3)
+    assert event.type.startswith(USER_EVENTS.removesuffix("*"))
 
 
 def test_naive_datetimes_are_rejected() -> None:

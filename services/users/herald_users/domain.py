@@ -20,11 +20,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from herald_common.auth import Principal, TokenIssuer, TokenVerifier
+from herald_common.clock import Clock, to_millis, utcnow
 from herald_common.db import run_db
 from herald_common.errors import BadUserInput, Conflict, Forbidden, NotFound, Unauthenticated
 from herald_common.events import Envelope
 from herald_common.preferences import Preferences, PreferencesPatch
-from herald_common.redis_client import revoked_key
+from herald_common.redis_client import revoke_token
 from pydantic import ValidationError
 
 from herald_users import events, store
@@ -40,19 +41,9 @@ from herald_users.ratelimit import LoginRateLimiter
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 USER_ROLES = ["user"]
 ADMIN_ROLES = ["user", "admin"]
 MAX_CHANGE_ATTEMPTS = 10
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _ms(value: datetime) -> datetime:
-    # MongoDB keeps milliseconds: events must carry exactly what is stored.
-    return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
 def apply_patch(current: Preferences, patch: PreferencesPatch, prefix: str = "") -> Preferences:
@@ -91,7 +82,7 @@ class Accounts:
         self,
         passwords: Passwords,
         *,
-        clock: Clock = utc_now,
+        clock: Clock = utcnow,
         on_staged: Callable[[], None] = lambda: None,
     ) -> None:
         self.passwords = passwords
@@ -99,7 +90,7 @@ class Accounts:
         self.on_staged = on_staged
 
     def now(self) -> datetime:
-        return _ms(self.clock())
+        return to_millis(self.clock())
 
     async def create(
         self,
@@ -185,7 +176,7 @@ class UsersDomain:
         passwords: Passwords,
         limiter: LoginRateLimiter,
         on_staged: Callable[[], None] = lambda: None,
-        clock: Clock = utc_now,
+        clock: Clock = utcnow,
     ) -> None:
         self.settings = settings
         self.issuer = issuer
@@ -200,7 +191,7 @@ class UsersDomain:
         self.refresh_ttl = timedelta(seconds=settings.refresh_token_ttl_seconds)
 
     def now(self) -> datetime:
-        return _ms(self.clock())
+        return to_millis(self.clock())
 
     # --- accounts -------------------------------------------------------------------------
 
@@ -427,7 +418,8 @@ class UsersDomain:
         exp = expires_at.timestamp() if isinstance(expires_at, datetime) else float(expires_at)
         remaining = math.ceil(exp - self.clock().timestamp()) + self.verifier.leeway
         if remaining > 0:
-            await self.redis.set(revoked_key(jti), "1", ex=remaining)
+            # Deny-listed and announced together: gateways close its WebSockets at once.
+            await revoke_token(self.redis, jti, remaining)
 
     async def _revoke(self, families: list[str], user_id: str, reason: str) -> None:
         """Revoke sessions and deny-list their live access tokens."""

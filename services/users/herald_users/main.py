@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from herald_common.app import create_app as create_herald_app
 from herald_common.auth import TokenIssuer, TokenVerifier
+from herald_common.clock import Clock, utcnow
 from herald_common.db import run_db
 from herald_common.runtime import ServiceRuntime
 from herald_common.tasks import cancel_and_wait, start_periodic
@@ -24,7 +25,7 @@ from herald_users import __version__
 from herald_users.api import auth_router, jwks_router, users_router
 from herald_users.config import UsersSettings
 from herald_users.credentials import Passwords
-from herald_users.domain import Clock, UsersDomain, utc_now
+from herald_users.domain import UsersDomain
 from herald_users.keys import load_private_key
 from herald_users.models import User, ensure_indexes
 from herald_users.ratelimit import Limit, LoginRateLimiter
@@ -91,7 +92,7 @@ def create_app(settings: UsersSettings | None = None, *, clock: Clock | None = N
                 ),
             ),
             on_staged=runtime.outbox_written,
-            clock=clock or utc_now,
+            clock=clock or utcnow,
         )
         app.state.domain = users
         if settings.admin_email and settings.admin_password:

@@ -24,8 +24,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import mongoengine
-from herald_common.db import run_once
+from herald_common.db import collection, named, run_once
 from herald_common.outbox import OutboxDocument
 from mongoengine import (
     DateTimeField,
@@ -145,7 +144,7 @@ EXPIRING: tuple[type[Expiring], ...] = (RefreshToken, RefreshTokenUse, RevokedSe
 
 def state() -> Any:
     """The ``store_state`` collection (raw: single-document atomic updates)."""
-    return mongoengine.get_db()[STATE]
+    return named(STATE)
 
 
 def ensure_indexes() -> None:
@@ -165,7 +164,7 @@ def backfill_expires_day() -> int:
     days: set[str] = set()
     changed = 0
     for document in EXPIRING:
-        coll = document._get_collection()
+        coll = collection(document)
         for doc in coll.find({"expires_day": {"$exists": False}}, {"expires_at": 1}):
             if not isinstance(doc.get("expires_at"), datetime):
                 continue

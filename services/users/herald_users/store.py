@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import mongoengine
-from herald_common.db import lookup_each
+from herald_common.db import collection, lookup_each
 from herald_common.errors import Conflict
 from herald_common.events import Envelope
 from herald_common.outbox import outbox_update
@@ -210,7 +210,7 @@ def sweep_refresh(now: datetime) -> int:
         if day == today:
             where["expires_at"] = {"$lt": now}
         for document in EXPIRING:
-            n = int(document._get_collection().delete_many(where).deleted_count)
+            n = int(collection(document).delete_many(where).deleted_count)
             if document is RefreshToken:
                 removed += n
         if day < today:
