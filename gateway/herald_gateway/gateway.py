@@ -13,6 +13,7 @@ from herald_gateway.cache import ResponseCache
 from herald_gateway.clients import Services
 from herald_gateway.config import GatewaySettings
 from herald_gateway.ratelimit import RateLimiter
+from herald_gateway.revocations import Revocations
 
 
 @dataclass
@@ -28,6 +29,8 @@ class Gateway:
     slots: CallerSlots | None = None
     # Per-caller slots for executing operations; None: no limit.
     request_slots: CallerSlots | None = None
+    # The process's listener for revoked token ids (closes their WebSockets).
+    revocations: Revocations | None = None
 
     async def publish(self, event: Any) -> None:
         if self.broker is None:

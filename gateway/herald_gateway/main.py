@@ -19,6 +19,7 @@ from herald_gateway.config import GatewaySettings
 from herald_gateway.engine import get_engine
 from herald_gateway.gateway import Gateway
 from herald_gateway.ratelimit import RateLimiter
+from herald_gateway.revocations import Revocations
 from herald_gateway.transport.http import make_routes
 from herald_gateway.transport.ws import graphql_websocket
 
@@ -61,6 +62,8 @@ def create_app(
                 max_waiting=settings.max_waiting_requests_per_caller,
             ),
         )
+        gateway.revocations = Revocations(runtime.redis)
+        gateway.revocations.start()
         app.state.gateway = gateway
         assert runtime.broker is not None
         await runtime.broker.consume(
@@ -69,6 +72,7 @@ def create_app(
         try:
             yield
         finally:
+            await gateway.revocations.stop()
             await gateway.services.aclose()
             await runtime.stop()
 

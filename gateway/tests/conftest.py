@@ -44,6 +44,9 @@ class RunningGateway:
     app: Any
     recorders: dict[str, standins.Recorder] = field(default_factory=dict)
     client: httpx.AsyncClient | None = None
+    # The in-process server and its task (tests that shut the gateway down).
+    server: uvicorn.Server | None = None
+    serving: asyncio.Task[None] | None = None
 
     async def gql(
         self,
@@ -108,7 +111,12 @@ async def gateway_factory(make_settings, unique) -> AsyncIterator[Any]:
                 raise RuntimeError("gateway did not start")
             await asyncio.sleep(0.02)
         running = RunningGateway(
-            url=f"http://127.0.0.1:{port}", settings=settings, app=app, recorders=recorders
+            url=f"http://127.0.0.1:{port}",
+            settings=settings,
+            app=app,
+            recorders=recorders,
+            server=server,
+            serving=task,
         )
         running.client = httpx.AsyncClient(base_url=running.url, timeout=10)
         servers.append((server, task, running))

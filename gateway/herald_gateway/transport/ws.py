@@ -7,7 +7,8 @@ operation gets its own context (loaders) with the connection's identity, and pas
 the same checks as over HTTP (shape, parsing, depth/complexity, rate limit).
 
 A connection authenticated at ``connection_init`` lives only as long as its token: it
-is closed with 4401 when the token's ``exp`` passes, or when a periodic re-check
+is closed with 4401 when the token's ``exp`` passes, at once when the token's revocation
+is announced (:mod:`herald_gateway.revocations`), or when the periodic fallback re-check
 (``websocket_token_recheck_seconds``; the Redis deny-list) finds it revoked.
 
 A frame that is not a JSON object with a ``type`` (malformed, a binary frame, nested
@@ -195,24 +196,45 @@ class _Session:
     # --- token lifetime --------------------------------------------------------------
 
     async def watch_token(self, principal: Principal, token: str) -> None:
-        """End the connection when its token expires or is revoked."""
+        """End the connection when its token expires or is revoked.
+
+        Sleeps on the connection's own :class:`TokenWatch`: the process's revocation
+        listener wakes it when the token id is announced (closed at once) or when
+        announcements may have been missed (re-check now); otherwise it wakes for the
+        periodic deny-list re-check and at ``exp``.
+        """
         interval = self.gateway.settings.websocket_token_recheck_seconds
-        while not self._closed:
-            remaining = principal.expires_at - time.time()
-            if remaining <= 0:
-                await self.end_unauthorized("token expired")
-                return
-            await asyncio.sleep(min(interval, remaining))
-            if self._closed or time.time() >= principal.expires_at:
-                continue
-            try:
-                await self.gateway.verifier.verify(token)
-            except Unauthenticated as exc:
-                await self.end_unauthorized(_rejection(exc.message))
-                return
-            except Exception:
-                # E.g. Redis is down: keep serving and try again at the next re-check.
-                log.warning("websocket token re-check failed", exc_info=True)
+        revocations = self.gateway.revocations
+        watch = revocations.register(principal.jti) if revocations is not None else None
+        try:
+            while not self._closed:
+                remaining = principal.expires_at - time.time()
+                if remaining <= 0:
+                    await self.end_unauthorized("token expired")
+                    return
+                if watch is None:
+                    await asyncio.sleep(min(interval, remaining))
+                else:
+                    with contextlib.suppress(TimeoutError):  # the periodic re-check is due
+                        await asyncio.wait_for(watch.wake.wait(), min(interval, remaining))
+                    watch.wake.clear()
+                    if watch.revoked:
+                        await self.end_unauthorized("token revoked")
+                        return
+                    watch.recheck = False
+                if self._closed or time.time() >= principal.expires_at:
+                    continue
+                try:
+                    await self.gateway.verifier.verify(token)
+                except Unauthenticated as exc:
+                    await self.end_unauthorized(_rejection(exc.message))
+                    return
+                except Exception:
+                    # E.g. Redis is down: keep serving and try again at the next re-check.
+                    log.warning("websocket token re-check failed", exc_info=True)
+        finally:
+            if watch is not None and revocations is not None:
+                revocations.unregister(watch)
 
     async def end_unauthorized(self, why: str) -> None:
         """Close with 4401 so the client re-authenticates and reconnects."""

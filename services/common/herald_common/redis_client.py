@@ -26,3 +26,20 @@ def user_channel(user_id: str) -> str:
 def revoked_key(jti: str) -> str:
     """Deny-list key of a revoked token id (expires with the token)."""
     return f"herald:revoked:{jti}"
+
+
+# Where revoked token ids are announced; every gateway process listens once
+# (herald_gateway.revocations) and closes the WebSockets holding that token.
+REVOCATIONS_CHANNEL = "herald:revocations"
+
+
+async def revoke_token(redis: aioredis.Redis, jti: str, ttl_seconds: int) -> None:
+    """Deny-list ``jti`` for ``ttl_seconds`` and announce it, in one pipeline.
+
+    The deny-list entry is written before the announcement in the same MULTI/EXEC, so
+    a listener that re-checks the deny-list on an announcement already sees it.
+    """
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.set(revoked_key(jti), "1", ex=ttl_seconds)
+        pipe.publish(REVOCATIONS_CHANNEL, jti)
+        await pipe.execute()
