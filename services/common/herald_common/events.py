@@ -214,6 +214,23 @@ class NotificationRead(Payload):
     read_at: AwareDatetime
 
 
+InboxChangeKind = Literal[
+    "read", "seen", "archived", "unarchived", "deleted", "snoozed", "unsnoozed"
+]
+
+
+class NotificationInboxChanged(Payload):
+    """``notification.inbox_changed`` — producer: notifications (staged in the changed
+    notification's outbox, one event per notification). Consumer: gateway (cache
+    invalidation). Open tabs learn of a change from the user's Redis channel, which
+    also carries the new counts."""
+
+    user_id: str
+    kind: InboxChangeKind
+    notification_ids: list[str]
+    at: AwareDatetime
+
+
 EVENT_TYPES: dict[str, type[Payload]] = {
     "user.registered": UserRegistered,
     "user.preferences_updated": UserPreferencesUpdated,
@@ -224,6 +241,7 @@ EVENT_TYPES: dict[str, type[Payload]] = {
     "notification.requested": NotificationRequested,
     "notification.created": NotificationCreated,
     "notification.read": NotificationRead,
+    "notification.inbox_changed": NotificationInboxChanged,
 }
 EVENT_VERSIONS: dict[str, int] = dict.fromkeys(EVENT_TYPES, 1)
 for _type, _model in EVENT_TYPES.items():

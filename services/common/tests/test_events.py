@@ -41,6 +41,7 @@ def test_every_documented_event_has_a_model() -> None:
         "notification.requested",
         "notification.created",
         "notification.read",
+        "notification.inbox_changed",
     }
     for model in EVENT_TYPES.values():
         assert "producer" in (model.__doc__ or ""), f"{model.__name__} docstring names no producer"

@@ -1,4 +1,8 @@
-"""Reading and changing a user's inbox (synchronous; routes call it via ``run_db``).
+"""Reading a user's inbox (synchronous; :mod:`herald_notifications.domain` calls it via
+``run_db``; changes are in :mod:`herald_notifications.inbox_store`).
+
+Counts equal lists: the default list, ``unread_count`` and ``unseen_count`` share one
+filter (:func:`inbox_filter`): not replaced, deleted, archived or snoozed.
 
 Access rule: a notification that is not the caller's (and the caller is no admin)
 answers 404 NOT_FOUND, exactly like one that does not exist, so ids of other users'
@@ -20,16 +24,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from herald_common.auth import Principal
-from herald_common.db import bulk_write
 from herald_common.errors import BadUserInput, NotFound
-from herald_common.events import NotificationRead, make_event
-from herald_common.outbox import outbox_entry
-from pymongo import DESCENDING, UpdateOne
+from pymongo import DESCENDING
 
 from herald_notifications.delivery import ms
 from herald_notifications.models import DeliveryRecord, Notification
-
-MARK_ALL_CHUNK = 500
 
 
 def iso(value: datetime | None) -> str | None:
@@ -48,6 +47,11 @@ def to_api(doc: dict[str, Any]) -> dict[str, Any]:
         "sent_at": iso(doc["sent_at"]),
         "read": bool(doc.get("read")),
         "read_at": iso(doc.get("read_at")),
+        "seen": bool(doc.get("seen")),
+        "seen_at": iso(doc.get("seen_at")),
+        "archived": bool(doc.get("archived")),
+        "archived_at": iso(doc.get("archived_at")),
+        "snoozed_until": iso(doc.get("snoozed_until")) if doc.get("snoozed") else None,
         "collapse_key": doc.get("collapse_key"),
         "source": doc["source"],
     }
@@ -88,10 +92,28 @@ class Page:
         }
 
 
-def _visible(user_id: str, unread_only: bool = False, type_: str | None = None) -> dict[str, Any]:
-    query: dict[str, Any] = {"user_id": user_id, "replaced": False}
+def inbox_filter(
+    user_id: str,
+    unread_only: bool = False,
+    type_: str | None = None,
+    *,
+    archived: bool = False,
+    unseen_only: bool = False,
+) -> dict[str, Any]:
+    """The one filter of lists and counts. The flags added with archive, snooze, seen and
+    delete are matched with ``$ne: true`` so that documents stored before them count as
+    not archived, snoozed, seen or deleted. The leading ``user_id`` equality selects the
+    index."""
+    query: dict[str, Any] = {"user_id": user_id, "replaced": False, "deleted": {"$ne": True}}
+    if archived:
+        query["archived"] = True
+    else:
+        query["archived"] = {"$ne": True}
+        query["snoozed"] = {"$ne": True}
     if unread_only:
         query["read"] = False
+    if unseen_only:
+        query["seen"] = {"$ne": True}
     if type_:
         query["type"] = type_
     return query
@@ -104,10 +126,11 @@ def list_notifications(
     after: str | None = None,
     unread_only: bool = False,
     type_: str | None = None,
+    archived: bool = False,
 ) -> Page:
-    """One page of the user's notifications, newest first."""
+    """One page of the user's notifications (or of the archived ones), newest first."""
     coll = Notification._get_collection()
-    base = _visible(user_id, unread_only, type_)
+    base = inbox_filter(user_id, unread_only, type_, archived=archived)
     query = dict(base)
     if after:
         sent_at, doc_id = decode_cursor(after)
@@ -124,79 +147,37 @@ def list_notifications(
 
 
 def unread_count(user_id: str) -> int:
-    return int(Notification._get_collection().count_documents(_visible(user_id, True)))
+    return int(Notification._get_collection().count_documents(inbox_filter(user_id, True)))
 
 
-def _owned(notification_id: str, principal: Principal) -> dict[str, Any]:
+def unseen_count(user_id: str) -> int:
+    """The badge: what the user has not seen yet (reading implies seen)."""
+    query = inbox_filter(user_id, unseen_only=True)
+    return int(Notification._get_collection().count_documents(query))
+
+
+def counts(user_id: str) -> tuple[int, int]:
+    """``(unread, unseen)`` of the default list."""
+    return unread_count(user_id), unseen_count(user_id)
+
+
+def owned(notification_id: str, principal: Principal) -> dict[str, Any]:
+    """The caller's notification (admins: anyone's); NOT_FOUND otherwise, the same
+    answer as for an id that does not exist."""
     doc = Notification._get_collection().find_one(
         {"_id": notification_id, "replaced": False}, {"outbox": 0}
     )
-    if doc is None or (doc["user_id"] != principal.user_id and not principal.is_admin):
+    if (
+        doc is None
+        or doc.get("deleted")
+        or (doc["user_id"] != principal.user_id and not principal.is_admin)
+    ):
         raise NotFound(f"no notification {notification_id!r}", field="id")
     return doc
 
 
 def get_notification(notification_id: str, principal: Principal) -> dict[str, Any]:
-    return _owned(notification_id, principal)
-
-
-def _read_event(user_id: str, ids: list[str], read_at: datetime, source: str) -> Any:
-    return make_event(
-        "notification.read",
-        NotificationRead(user_id=user_id, notification_ids=ids, read_at=read_at),
-        source=source,
-    )
-
-
-def mark_read(
-    notification_id: str, principal: Principal, now: datetime, *, source: str
-) -> tuple[dict[str, Any], bool]:
-    """Mark one notification read; returns it and whether it changed. Stages
-    ``notification.read`` in the same atomic update; reading it again changes nothing."""
-    doc = _owned(notification_id, principal)
-    read_at = ms(now)
-    event = _read_event(doc["user_id"], [notification_id], read_at, source)
-    result = Notification._get_collection().update_one(
-        {"_id": notification_id, "read": False},
-        {
-            "$set": {"read": True, "read_at": read_at, "outbox_pending": True},
-            "$push": {"outbox": outbox_entry(event)},
-        },
-    )
-    return _owned(notification_id, principal), bool(result.modified_count)
-
-
-def mark_all_read(user_id: str, now: datetime, *, source: str) -> int:
-    """Mark every unread notification of the user read; returns how many changed.
-
-    Each changed document gets its own ``notification.read`` event in the same atomic
-    update (one bulk write per chunk), so state and events cannot drift apart.
-    """
-    coll = Notification._get_collection()
-    read_at = ms(now)
-    changed = 0
-    last_id: str | None = None
-    while True:
-        query = _visible(user_id, unread_only=True)
-        if last_id is not None:
-            query["_id"] = {"$gt": last_id}
-        ids = [d["_id"] for d in coll.find(query, {"_id": 1}).sort("_id", 1).limit(MARK_ALL_CHUNK)]
-        if not ids:
-            return changed
-        ops = [
-            UpdateOne(
-                {"_id": doc_id, "read": False},
-                {
-                    "$set": {"read": True, "read_at": read_at, "outbox_pending": True},
-                    "$push": {
-                        "outbox": outbox_entry(_read_event(user_id, [doc_id], read_at, source))
-                    },
-                },
-            )
-            for doc_id in ids
-        ]
-        changed += bulk_write(coll, ops, ordered=False)
-        last_id = ids[-1]
+    return owned(notification_id, principal)
 
 
 # --- delivery records -------------------------------------------------------------------

@@ -11,7 +11,8 @@
   delivered that day; reserving a place is one atomic update, so the daily cap holds
   with several consumer replicas.
 
-* ``retention`` — per purged collection, the last UTC day purged.
+* ``retention`` — per purged collection, the last UTC day purged; also the last UTC
+  hour the snooze wake-up sweep has finished (``_id: "snooze"``).
 
 Indexes are created explicitly by :func:`ensure_indexes`. Every query the service
 issues has an equality on the leading field of one of them (the local
@@ -46,6 +47,10 @@ class Notification(OutboxDocument):
 
     ``replaced`` marks an unread notification superseded by a newer one with the same
     collapse key: it is hidden from every API read and purged with the rest.
+    ``deleted`` (by its owner) hides it the same way; the document stays until the
+    retention sweep so that the ``notification.inbox_changed`` staged with the deletion
+    is relayed. ``archived`` and ``snoozed`` take it out of the default list and the
+    counts (:func:`herald_notifications.inbox.inbox_filter`).
     """
 
     id = StringField(primary_key=True)
@@ -56,6 +61,16 @@ class Notification(OutboxDocument):
     requested_at = DateTimeField(required=True)
     read = BooleanField(default=False)
     read_at = DateTimeField(null=True)
+    # Inbox state (absent on documents stored before it existed: read as false).
+    seen = BooleanField(default=False)
+    seen_at = DateTimeField(null=True)
+    archived = BooleanField(default=False)
+    archived_at = DateTimeField(null=True)
+    snoozed = BooleanField(default=False)
+    snoozed_until = DateTimeField(null=True)
+    snooze_hour = StringField(null=True)  # UTC hour of snoozed_until: the wake-up sweep
+    deleted = BooleanField(default=False)
+    deleted_at = DateTimeField(null=True)
     collapse_key = StringField(null=True)
     replaced = BooleanField(default=False)
     replaced_by = StringField(null=True)  # idempotency key of the newer one
@@ -126,6 +141,8 @@ def ensure_indexes(*, use_ttl_index: bool = False, retention_days: int = 90) -> 
     notes.create_index([("user_id", ASCENDING), ("collapse_key", ASCENDING), ("read", ASCENDING)])
     # Retention sweep: whole days.
     notes.create_index([("day", ASCENDING)])
+    # Snooze wake-up sweep: one UTC hour of snoozed_until at a time.
+    notes.create_index([("snooze_hour", ASCENDING), ("snoozed_until", ASCENDING)])
     if use_ttl_index:
         notes.create_index(
             [("sent_at", ASCENDING)],
