@@ -193,6 +193,45 @@ def test_users_gets_the_signing_key_from_a_secret(render: Render) -> None:
     assert vol["secret"]["secretName"] == "my-jwt"
 
 
+def _users_env(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    users = one(docs, "Deployment", f"{FULLNAME}-users")["spec"]["template"]["spec"]
+    return {e["name"]: e.get("value") for e in users["containers"][0]["env"]}
+
+
+def test_users_trusts_forwarded_for_only_from_the_pod_networks(render: Render) -> None:
+    # Default: every private network (only Herald's pods may reach users at all).
+    env = _users_env(render())
+    assert env["HERALD_USERS_TRUSTED_PROXIES"] == "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
+    # kind and the test cluster narrow it to their pod network.
+    for files in (["values-kind.yaml"], [str(ROOT / "dev" / "cluster" / "values-cluster.yaml")]):
+        assert _users_env(render(files))["HERALD_USERS_TRUSTED_PROXIES"] == "10.244.0.0/16"
+    env = _users_env(render([], ["users.trustedProxies={10.1.2.3,fd00::/8}"]))
+    assert env["HERALD_USERS_TRUSTED_PROXIES"] == "10.1.2.3,fd00::/8"
+    # What the chart renders is what the users service accepts.
+    from herald_users.config import UsersSettings
+
+    settings = UsersSettings(trusted_proxies=env["HERALD_USERS_TRUSTED_PROXIES"])
+    assert [str(n) for n in settings.trusted_networks()] == ["10.1.2.3/32", "fd00::/8"]
+
+
+def test_probe_timings_are_overridable_for_every_workload(render: Render) -> None:
+    default = render()
+    cluster = render([str(ROOT / "dev" / "cluster" / "values-cluster.yaml")])
+    for docs, startup_threshold, liveness_timeout in ((default, None, None), (cluster, 120, 10)):
+        for d in docs:
+            if d["kind"] not in WORKLOADS or component_of(d) == "operator":
+                continue
+            c = d["spec"]["template"]["spec"]["containers"][0]
+            # The handler is always the chart's: only the timings change.
+            assert "httpGet" in c["startupProbe"] or "tcpSocket" in c["startupProbe"]
+            if startup_threshold is not None:
+                assert c["startupProbe"]["failureThreshold"] == startup_threshold
+                assert c["livenessProbe"]["timeoutSeconds"] == liveness_timeout
+            else:
+                assert c["startupProbe"]["failureThreshold"] == 60
+                assert c["livenessProbe"]["timeoutSeconds"] in (3, 5)
+
+
 def test_generated_passwords_agree_within_one_render(render: Render) -> None:
     docs = render()
     infra = one(docs, "Secret", f"{FULLNAME}-infra")["stringData"]
@@ -552,6 +591,9 @@ def test_missing_external_infrastructure_fails_clearly(kube_tools: KubeTools) ->
         (["notifications.resources.limits.memory=lots"], "/notifications/resources/limits/memory"),
         (["typo=1"], "additional properties 'typo' not allowed"),
         (["networkPolicy.kubeAPIServer.ports={https}"], "got string, want integer"),
+        (["users.trustedProxies={gateway}"], "/users/trustedProxies/0"),
+        (["probes.startup.timeoutSecond=5"], "additional properties 'timeoutSecond' not allowed"),
+        (["probes.liveness.failureThreshold=0"], "/probes/liveness/failureThreshold"),
     ],
 )
 def test_values_schema_rejects_typos_and_wrong_types(

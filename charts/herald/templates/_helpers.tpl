@@ -208,3 +208,11 @@ Secret and every external one. */}}
 {{- end -}}
 {{- $secrets | uniq | join "," -}}
 {{- end -}}
+
+{{/* A probe: the handler (dict), the chart's timing defaults for it (dict) and the
+probes.<kind> timing overrides of the values. Usage:
+include "herald.probe" (dict "root" $ "kind" "startup" "handler" (dict ...) "defaults" (dict ...)) */}}
+{{- define "herald.probe" -}}
+{{- $over := index (.root.Values.probes | default dict) .kind | default dict -}}
+{{- toYaml (merge (deepCopy .handler) (deepCopy $over) (deepCopy .defaults)) -}}
+{{- end -}}
