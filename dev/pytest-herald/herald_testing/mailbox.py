@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import email
 import email.policy
+import socket
 import threading
 import time
 import uuid
@@ -69,9 +70,7 @@ class _Handler:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(
-        self, server: Any, session: Any, envelope: Any
-    ) -> str:
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         content = envelope.original_content or envelope.content
         if isinstance(content, str):
             content = content.encode()
@@ -90,6 +89,8 @@ class Mailbox:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self._handler = _Handler(self.directory)
+        if port == 0:
+            port = _free_port(host)
         # A generous start-up timeout: the machine may be busy.
         self._controller = Controller(self._handler, hostname=host, port=port, ready_timeout=30)
         self.host = host
@@ -97,9 +98,6 @@ class Mailbox:
 
     def start(self) -> Mailbox:
         self._controller.start()
-        server: Any = self._controller.server
-        assert server is not None and server.sockets
-        self.port = int(server.sockets[0].getsockname()[1])
         return self
 
     def stop(self) -> None:
@@ -144,6 +142,14 @@ class Mailbox:
 
         result: list[EmailMessage] = await eventually(arrived, timeout=timeout)
         return result
+
+
+def _free_port(host: str) -> int:
+    # aiosmtpd's controller checks its server by connecting to the configured port, so
+    # it needs a real one, not 0.
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
 
 
 def read_message(path: Path) -> EmailMessage:

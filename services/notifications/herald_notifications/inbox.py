@@ -29,6 +29,7 @@ from pymongo import DESCENDING
 
 from herald_notifications.delivery import ms
 from herald_notifications.models import DeliveryRecord, Notification
+from herald_notifications.reasons import reason_for
 
 
 def iso(value: datetime | None) -> str | None:
@@ -54,6 +55,7 @@ def to_api(doc: dict[str, Any]) -> dict[str, Any]:
         "snoozed_until": iso(doc.get("snoozed_until")) if doc.get("snoozed") else None,
         "collapse_key": doc.get("collapse_key"),
         "source": doc["source"],
+        "reason": reason_for(doc),
     }
 
 

@@ -195,12 +195,17 @@ class Harness:
 
 
 @pytest.fixture
-def notifications_settings(make_settings, issuer, unique) -> Callable[..., NotificationsSettings]:
+def notifications_settings(
+    make_settings, issuer, unique, smtp_server
+) -> Callable[..., NotificationsSettings]:
     def build(**overrides: Any) -> NotificationsSettings:
         values: dict[str, Any] = {
             "jwt_public_key_pem": issuer.public_pem,
             "users_queue": f"notifications.users.t{unique}",
             "requests_queue": f"notifications.requests.t{unique}",
+            "email_queue": f"notifications.email.t{unique}",
+            "smtp_host": smtp_server.host,
+            "smtp_port": smtp_server.port,
             "run_sweeps": False,  # tests run the sweeps with an injected clock
             "batch_wait_ms": 20,
         }

@@ -43,7 +43,7 @@ async def test_request_is_stored_listed_pushed_and_read(harness, unique) -> None
         assert set(node) == {
             "id", "user_id", "type", "content", "sent_at", "read", "read_at",
             "seen", "seen_at", "archived", "archived_at", "snoozed_until",
-            "collapse_key", "source",
+            "collapse_key", "source", "reason",
         }  # fmt: skip
         assert await h.unread("ann") == 1
         unread = await h.inbox("ann", unread_only="true")

@@ -11,9 +11,21 @@ from herald_common.db import run_db
 from herald_common.errors import Forbidden
 from herald_common.events import NotificationType
 
-from herald_notifications import inbox
+from herald_notifications import delivery_log, inbox
 
 router = APIRouter(prefix="/v1/deliveries", tags=["deliveries"])
+
+
+@router.get("/log")
+async def delivery_log_page(
+    first: int = Query(default=20, ge=1, le=100),
+    after: str | None = Query(default=None, max_length=500),
+    principal: Principal = Depends(current_principal),
+) -> dict[str, Any]:
+    """The caller's own suppressed, deferred and released requests, newest first, each
+    with a sentence saying why ("Held during your quiet hours until 07:30."); cursor
+    pagination (``after`` = a previous page's ``end_cursor``)."""
+    return await run_db(delivery_log.page, principal.user_id, first=first, after=after or None)
 
 
 @router.get("")
