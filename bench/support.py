@@ -398,7 +398,9 @@ class Sampler:
         try:
             proc = psutil.Process(pid)
             total = proc.memory_info().rss
-            for child in proc.children(recursive=True):
+            # The benchmark's own process: without the components it started.
+            children = [] if pid == os.getpid() else proc.children(recursive=True)
+            for child in children:
                 with contextlib.suppress(psutil.Error):
                     total += child.memory_info().rss
             return total / 2**20
@@ -594,3 +596,61 @@ async def http_load(
         stop = True
         await asyncio.gather(*tasks)
     return Load(latencies, errors, elapsed, first_error)
+
+
+def server_pids() -> dict[str, int]:
+    """The shared servers' processes (from ``.run/pids``), for RSS sampling only."""
+    found: dict[str, int] = {}
+    for name, label in (("ferretdb", "FerretDB"), ("rabbitmq", "RabbitMQ"), ("redis", "Redis")):
+        with contextlib.suppress(OSError, ValueError):
+            pid = int((ROOT / ".run" / "pids" / f"{name}.pid").read_text().strip())
+            if psutil.pid_exists(pid):
+                found[label] = pid
+    return found
+
+
+def seed_replica(
+    mongo_url: str, db: str, users: Sequence[str], opted_in: Any, chunk: int = 1000
+) -> None:
+    """Users straight into a service's user replica, as ``user.registered`` leaves them;
+    ``opted_in(i)`` says whether user ``i`` takes promotions."""
+    import pymongo
+    from herald_common import replica
+    from herald_common.preferences import Preferences
+
+    client: Any = pymongo.MongoClient(mongo_url)
+    coll = client[db][replica.COLLECTION]
+    now = datetime.now(UTC)
+    yes = Preferences(promotions=True, max_promotions_per_day=None).model_dump(mode="json")
+    no = Preferences(promotions=False, max_promotions_per_day=None).model_dump(mode="json")
+    try:
+        for start in range(0, len(users), chunk):
+            docs = [
+                {
+                    "_id": uid,
+                    "bucket": replica.bucket_of(uid),
+                    "revision": 1,
+                    "deleted": False,
+                    "name": f"User {start + k}",
+                    "email": f"{uid}@example.com",
+                    "preferences": yes if opted_in(start + k) else no,
+                    "roles": [],
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for k, uid in enumerate(users[start : start + chunk])
+            ]
+            coll.insert_many(docs, ordered=False)
+    finally:
+        client.close()
+
+
+async def metric(url: str, name: str) -> float:
+    """Sum of a Prometheus counter's samples on a component's ``/metrics``."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        text = (await client.get(f"{url}/metrics")).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name) and not line.startswith("#")
+    )
