@@ -232,8 +232,74 @@ class Broker:
 
     async def publish_many(self, events: Sequence[Envelope[Any]], *, timeout: float = 60.0) -> None:
         """Publish events concurrently (their confirms overlap); returns once every one
-        is confirmed. Order between them is not guaranteed."""
-        await asyncio.gather(*(self.publish(e, timeout=timeout) for e in events))
+        is confirmed. Order between them is not guaranteed.
+
+        One retry loop for the whole batch: an attempt sends every event not confirmed
+        yet, so after a reconnect only those are sent again (duplicates are possible
+        only for events whose confirm was lost, and carry the same id)."""
+        pending = list(events)
+        if not pending:
+            return
+        async for attempt in AsyncRetrying(
+            stop=stop_after_delay(timeout),
+            wait=wait_exponential(multiplier=0.1, max=2),
+            retry=retry_if_exception_type(_TRANSIENT),
+            reraise=True,
+        ):
+            with attempt:
+                target = await self._exchange(None)
+                results = await asyncio.gather(
+                    *(
+                        asyncio.wait_for(
+                            target.publish(self._event_message(e), routing_key=e.type),
+                            timeout=10,
+                        )
+                        for e in pending
+                    ),
+                    return_exceptions=True,
+                )
+                failed: list[Envelope[Any]] = []
+                error: BaseException | None = None
+                for event, result in zip(pending, results, strict=True):
+                    if isinstance(result, aiormq.spec.Basic.Nack):
+                        result = DeliveryError(None, result)
+                    if isinstance(result, BaseException):
+                        if not isinstance(result, _TRANSIENT):
+                            raise result
+                        failed.append(event)
+                        error = error or result
+                    else:
+                        EVENTS_PUBLISHED.labels(self.source, event.type).inc()
+                pending = failed
+                if error is not None:
+                    raise error
+
+    def _event_message(self, event: Envelope[Any]) -> aio_pika.Message:
+        headers: dict[str, Any] = {}
+        if event.correlation_id:
+            headers[H_CORRELATION] = event.correlation_id
+        return self._message(
+            event.to_bytes(), message_id=str(event.id), type_=event.type, headers=headers
+        )
+
+    def _message(
+        self,
+        body: bytes,
+        *,
+        message_id: str | None,
+        type_: str | None,
+        headers: dict[str, Any] | None,
+    ) -> aio_pika.Message:
+        return aio_pika.Message(
+            body,
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=message_id,
+            type=type_,
+            headers=headers or {},
+            timestamp=datetime.now(UTC),
+            app_id=self.source,
+        )
 
     async def publish_raw(
         self,
@@ -248,16 +314,7 @@ class Broker:
     ) -> None:
         """Publish bytes to ``exchange`` (default: the events exchange; ``""`` = the
         default exchange, i.e. straight to a queue) and wait for the confirm."""
-        message = aio_pika.Message(
-            body,
-            content_type="application/json",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=message_id,
-            type=type_,
-            headers=headers or {},
-            timestamp=datetime.now(UTC),
-            app_id=self.source,
-        )
+        message = self._message(body, message_id=message_id, type_=type_, headers=headers)
         async for attempt in AsyncRetrying(
             stop=stop_after_delay(timeout),
             wait=wait_exponential(multiplier=0.1, max=2),
@@ -354,9 +411,12 @@ class Broker:
         max_wait_ms: int = 50,
         prefetch: int | None = None,
         retry_delays_ms: Sequence[int] | None = None,
+        concurrency: int = 1,
     ) -> BatchConsumer:
         """Consume ``queue`` in batches: ``handler`` gets up to ``max_batch`` events at
-        once, collected for at most ``max_wait_ms`` after the first one arrived.
+        once, collected for at most ``max_wait_ms`` after the first one arrived. Up to
+        ``concurrency`` batches are in progress at once (the next one is collected
+        while earlier ones are handled; their order is not kept).
 
         Same guarantees as :meth:`consume`, per message: a malformed message is
         dead-lettered on its own (the others still form the batch); when the handler
@@ -375,10 +435,11 @@ class Broker:
             self,
             spec,
             handler,
-            # A prefetch below the batch size could never fill a batch.
-            max(prefetch or self.settings.prefetch, max_batch),
+            # A prefetch below the batches in progress could never fill them.
+            max(prefetch or self.settings.prefetch, max_batch * concurrency),
             max_batch=max_batch,
             max_wait_ms=max_wait_ms,
+            concurrency=concurrency,
         )
         await consumer.start()
         self._consumers.append(consumer)
@@ -651,7 +712,8 @@ class BatchConsumer(Consumer):
     """Collects messages into batches for a handler of ``list[Envelope]``.
 
     Messages are parsed as they arrive (malformed ones go to the DLQ at once); a single
-    flusher task hands batches to the handler in arrival order, one batch at a time.
+    flusher task cuts batches in arrival order and hands each to the handler once one of
+    ``concurrency`` slots is free (1: one batch at a time, in order).
     """
 
     def __init__(
@@ -663,9 +725,12 @@ class BatchConsumer(Consumer):
         *,
         max_batch: int = 100,
         max_wait_ms: int = 50,
+        concurrency: int = 1,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
 
         async def single(event: Envelope[Any]) -> None:
             await handler([event])
@@ -677,14 +742,17 @@ class BatchConsumer(Consumer):
         self._pending: list[tuple[AbstractIncomingMessage, dict[str, Any], Envelope[Any]]] = []
         self._arrived = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
+        self.concurrency = concurrency
+        self._in_progress: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         self._flusher = asyncio.create_task(self._run(), name=f"batch-consumer-{self.spec.name}")
         await super().start()
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._flusher)
+        await cancel_and_wait(self._flusher, *self._in_progress)
         self._flusher = None
+        self._in_progress.clear()
         # Unacknowledged messages still buffered return to the queue with the channel.
         self._pending.clear()
         await super().stop()
@@ -697,7 +765,11 @@ class BatchConsumer(Consumer):
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        slots = asyncio.Semaphore(self.concurrency)
         while True:
+            # Collect the next batch only once it can start: meanwhile messages keep
+            # arriving (up to the prefetch), so it is cut full.
+            await slots.acquire()
             if not self._pending:
                 self._arrived.clear()
                 await self._arrived.wait()
@@ -713,14 +785,25 @@ class BatchConsumer(Consumer):
                     break
             batch = self._pending[: self.max_batch]
             del self._pending[: self.max_batch]
-            try:
-                await self._process(batch)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # Never let the flusher die: the messages stay unacked and come back
-                # with the channel (or after a reconnect).
-                log.exception("batch processing failed", extra={"queue": self.spec.name})
+            task = asyncio.create_task(self._process_in_slot(batch, slots))
+            self._in_progress.add(task)
+            task.add_done_callback(self._in_progress.discard)
+
+    async def _process_in_slot(
+        self,
+        batch: list[tuple[AbstractIncomingMessage, dict[str, Any], Envelope[Any]]],
+        slots: asyncio.Semaphore,
+    ) -> None:
+        try:
+            await self._process(batch)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # Never let a failure stop the consumer: the messages stay unacked and come
+            # back with the channel (or after a reconnect).
+            log.exception("batch processing failed", extra={"queue": self.spec.name})
+        finally:
+            slots.release()
 
     async def _process(
         self, batch: list[tuple[AbstractIncomingMessage, dict[str, Any], Envelope[Any]]]

@@ -35,9 +35,11 @@ Guarantees, with any number of consumer replicas and with redelivery:
 
 from __future__ import annotations
 
+import copy
+import functools
 import logging
 import uuid
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -195,6 +197,52 @@ def build_notification(
     return doc
 
 
+@functools.cache
+def _stored_layout() -> tuple[tuple[str, str, Any, bool], ...]:
+    """``(attribute, stored name, default, null)`` of every :class:`Notification` field
+    in stored order: what ``to_mongo`` walks, read once from the document class."""
+    defaults = Notification()._data
+    return tuple(
+        (name, field.db_field, defaults.get(name), bool(field.null))
+        for name in Notification._fields_ordered
+        for field in [Notification._fields[name]]
+    )
+
+
+def new_notification_doc(
+    request: NotificationRequested,
+    now: datetime,
+    *,
+    source: str,
+    notification_id: str | None = None,
+    replaced_id: str | None = None,
+) -> dict[str, Any]:
+    """The stored document :func:`build_notification` would give, built as a plain
+    dict: the batch path's way (constructing and validating a mongoengine document per
+    notification cost more than its insert). ``request`` is already validated."""
+    sent_at = ms(now)
+    values: dict[str, Any] = {
+        "id": notification_id or str(uuid.uuid4()),
+        "user_id": request.user_id,
+        "type": request.type,
+        "content": request.content,
+        "sent_at": sent_at,
+        "requested_at": ms(request.requested_at),
+        "read": False,
+        "collapse_key": request.collapse_key,
+        "source": request.source,
+        "idempotency_key": request.idempotency_key,
+        "replaces": replaced_id,
+        "day": utc_day(sent_at),
+    }
+    raw: dict[str, Any] = {}
+    for name, stored, default, null in _stored_layout():
+        value = values[name] if name in values else copy.copy(default)
+        if value is not None or null:
+            raw[stored] = value
+    return raw
+
+
 CREATED_EVENT_NS = uuid.UUID("5b0f3c52-8f3e-4c55-9d61-2f1a7c9e4b10")
 
 
@@ -219,11 +267,12 @@ def created_event(doc: dict[str, Any], *, source: str) -> Any:
     )
 
 
-def insert_notifications(docs: list[Notification]) -> list[dict[str, Any]]:
-    """Bulk insert; returns the documents actually inserted (duplicates skipped)."""
+def insert_notifications(docs: Sequence[Notification | dict[str, Any]]) -> list[dict[str, Any]]:
+    """Bulk insert (documents or stored dicts); returns the documents actually inserted
+    (duplicates skipped)."""
     if not docs:
         return []
-    raw = [d.to_mongo().to_dict() for d in docs]
+    raw = [d if isinstance(d, dict) else d.to_mongo().to_dict() for d in docs]
     failed: set[int] = set()
     try:
         Notification._get_collection().insert_many(raw, ordered=False)
@@ -382,6 +431,8 @@ def insert_records(records: list[dict[str, Any]]) -> int:
 
 # --- the request pipeline ---------------------------------------------------------------
 
+UsersLookup = Callable[[Iterable[str]], dict[str, dict[str, Any]]]
+
 
 def _earlier_decisions(
     keys: Iterable[str],
@@ -407,11 +458,14 @@ def process_requests(
     *,
     source: str,
     maybe_seen: Collection[str] = (),
+    get_users: UsersLookup | None = None,
 ) -> Outcome:
     """Decide and store a batch of requests (in order; duplicates in the batch once).
 
     ``maybe_seen`` names the idempotency keys of requests the broker may have delivered
-    before: only those are looked up for an earlier decision."""
+    before: only those are looked up for an earlier decision. ``get_users`` reads the
+    batch's users, tombstones included (default: the replica; the service passes its
+    :class:`herald_common.replica_cache.UserCache`)."""
     unique: dict[str, NotificationRequested] = {}
     for request in requests:
         unique.setdefault(request.idempotency_key, request)
@@ -422,9 +476,10 @@ def process_requests(
 
     stored, recorded = _earlier_decisions(k for k in keys if k in maybe_seen)
     outcome.existing.extend(stored.values())
-    users = replica.get_users((r.user_id for r in unique.values()), include_deleted=True)
+    user_ids = [r.user_id for r in unique.values()]
+    users = get_users(user_ids) if get_users else replica.get_users(user_ids, include_deleted=True)
 
-    plain: list[Notification] = []
+    plain: list[dict[str, Any]] = []
     records: list[dict[str, Any]] = []
     for key, request in unique.items():
         if key in stored:
@@ -443,7 +498,7 @@ def process_requests(
             elif doc is not None:
                 outcome.created.append(doc)
         elif decision.outcome == "deliver":
-            plain.append(build_notification(request, now, source=source))
+            plain.append(new_notification_doc(request, now, source=source))
         count_decision(decision.outcome, decision.reason, request.type)
         if decision.outcome != "deliver":
             records.append(new_record(request, decision, now))

@@ -29,6 +29,7 @@ from herald_common.events import Envelope, NotificationRequested, UserDeleted, u
 from herald_common.messaging import Broker, PermanentError
 from herald_common.redis_client import user_channel
 from herald_common.replica import handle_user_event
+from herald_common.replica_cache import CacheListener, UserCache
 from herald_common.tasks import cancel_and_wait, start_periodic
 
 from herald_notifications.config import NotificationsSettings
@@ -41,7 +42,6 @@ from herald_notifications.delivery import (
     release_due,
     release_user,
 )
-from herald_notifications.domain import InboxDomain
 from herald_notifications.inbox import to_api
 from herald_notifications.metrics import REALTIME_FAILED
 
@@ -78,7 +78,13 @@ class NotificationService:
         self.source = settings.service_name
         self._on_written = on_written or (lambda: None)
         self._tasks: list[asyncio.Task[None]] = []
-        self.inbox = InboxDomain(self)
+        # Users of a batch come from a process-local cache kept coherent over Redis.
+        self.users: UserCache | None = None
+        if settings.user_cache_seconds > 0 and settings.user_cache_size > 0:
+            self.users = UserCache(
+                seconds=settings.user_cache_seconds, size=settings.user_cache_size
+            )
+        self._listener: CacheListener | None = None
 
     def outbox_written(self) -> None:
         """Events were staged: let the outbox relay publish them now."""
@@ -105,6 +111,7 @@ class NotificationService:
             self.policy,
             source=self.source,
             maybe_seen=maybe_seen,
+            get_users=self.users.get_many if self.users is not None else None,
         )
         await self._after_write(outcome)
 
@@ -114,10 +121,28 @@ class NotificationService:
         is gone)."""
         await handle_user_event(event)
         user_id = event.payload.user_id
+        if self._listener is not None:
+            # every process's cached copy goes, this one's before the next batch
+            await self._listener.applied(user_id, event.payload.revision)
         if isinstance(event.payload, UserDeleted):
             await run_db(forget_user, user_id)
         outcome = await run_db(release_user, user_id, self.now(), self.policy, source=self.source)
         await self._after_write(outcome)
+
+    # --- the user cache ---------------------------------------------------------------------
+
+    def start_user_cache(self) -> None:
+        """Follow the replica's change announcements (nothing is cached before)."""
+        if self.users is not None and self._listener is None:
+            self._listener = CacheListener(
+                self.users, self.settings.redis_url, self.settings.mongodb_db
+            )
+            self._listener.start()
+
+    async def stop_user_cache(self) -> None:
+        if self._listener is not None:
+            await self._listener.stop()
+            self._listener = None
 
     # --- sweeps ----------------------------------------------------------------------------
 
@@ -132,17 +157,12 @@ class NotificationService:
         """Delete notifications and records older than ``retention_days``."""
         return await run_db(purge, now or self.now(), self.settings.retention_days)
 
-    async def wake_snoozed(self, now: datetime | None = None) -> int:
-        """Bring back notifications whose snooze has ended (see inbox_store)."""
-        return await self.inbox.wake_snoozed(now)
-
     def start_sweeps(self) -> None:
         self._tasks += [
             start_periodic(self.settings.sweep_interval_seconds, self.release_due, name="release"),
             start_periodic(
                 self.settings.retention_sweep_interval_seconds, self.purge, name="retention"
             ),
-            start_periodic(self.settings.sweep_interval_seconds, self.wake_snoozed, name="snooze"),
         ]
 
     async def stop_sweeps(self) -> None:
@@ -157,17 +177,13 @@ class NotificationService:
         events = outcome.events(source=self.source)
         if events and self.broker is not None:
             await self.broker.publish_many(events)
-        await self.push_created(outcome.created)
-
-    async def push_created(self, docs: list[dict[str, Any]]) -> None:
-        """Push new (or woken) notifications on their users' channels, one pipeline."""
-        if not docs or self.redis is None:
+        if not outcome.created or self.redis is None:
             return
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                for doc in docs:
+                for doc in outcome.created:
                     pipe.publish(user_channel(doc["user_id"]), json.dumps(to_api(doc)))
                 await pipe.execute()
         except Exception:
-            REALTIME_FAILED.inc(len(docs))
+            REALTIME_FAILED.inc(len(outcome.created))
             log.warning("real-time push failed; the inbox has it", exc_info=True)
