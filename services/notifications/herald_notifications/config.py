@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from herald_common.events import NotificationType
 from herald_common.settings import HeraldSettings, component_config
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 
 class NotificationsSettings(HeraldSettings):
@@ -45,3 +47,25 @@ class NotificationsSettings(HeraldSettings):
     use_ttl_index: bool = False
 
     page_size_max: int = Field(default=100, ge=1, le=1000)
+
+    # Email channel (herald_notifications.email): its own queue on notification.created.
+    email_enabled: bool = True
+    email_queue: str = "notifications.email"
+    email_batch_max: int = Field(default=20, ge=1, le=500)
+    email_batch_wait_ms: int = Field(default=100, ge=0, le=10_000)
+    email_from: str = "Herald <no-reply@herald.local>"
+    # Right part of each Message-ID (<notification id>@domain).
+    email_message_id_domain: str = "herald.local"
+    # Where the gateway is reached from a mail client: unsubscribe links.
+    public_url: str = "http://localhost:5000"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=2525, ge=1, le=65535)
+    smtp_security: Literal["none", "starttls", "tls"] = "none"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0)
+    smtp_validate_certs: bool = True
+    smtp_ca_file: str | None = None
+    # Shared with the users service (signs one-click unsubscribe links); required in
+    # production, a development secret locally.
+    unsubscribe_secret: SecretStr | None = None

@@ -14,6 +14,8 @@ from herald_common.runtime import ServiceRuntime
 from herald_notifications import __version__
 from herald_notifications.api import deliveries_router, notifications_router
 from herald_notifications.config import NotificationsSettings
+from herald_notifications.email.api import router as email_router
+from herald_notifications.email.channel import EmailChannel
 from herald_notifications.models import Notification, ensure_indexes
 from herald_notifications.service import Clock, NotificationService
 
@@ -29,6 +31,7 @@ def create_app(
         runtime = ServiceRuntime(settings, documents=[Notification])
         await runtime.start(app)
         service: NotificationService | None = None
+        email: EmailChannel | None = None
         try:
             await run_db(
                 ensure_indexes,
@@ -54,10 +57,17 @@ def create_app(
                 max_wait_ms=settings.batch_wait_ms,
                 concurrency=settings.batch_concurrency,
             )
+            if settings.email_enabled:
+                email = EmailChannel(settings, clock=clock)
+                await email.start(runtime.broker)
+                if settings.run_sweeps:
+                    email.start_sweeps()
             if settings.run_sweeps:
                 service.start_sweeps()
             yield
         finally:
+            if email is not None:
+                await email.stop()
             if service is not None:
                 await service.stop_sweeps()
                 await service.stop_user_cache()
@@ -72,5 +82,7 @@ def create_app(
     )
     app.include_router(notifications_router)
     app.include_router(deliveries_router)
-    app.include_router(dead_letter_router([settings.users_queue, settings.requests_queue]))
+    app.include_router(email_router)
+    queues = [settings.users_queue, settings.requests_queue, settings.email_queue]
+    app.include_router(dead_letter_router(queues))
     return app

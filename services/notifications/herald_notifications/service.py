@@ -42,6 +42,7 @@ from herald_notifications.delivery import (
     release_due,
     release_user,
 )
+from herald_notifications.domain import InboxDomain
 from herald_notifications.inbox import to_api
 from herald_notifications.metrics import REALTIME_FAILED
 
@@ -85,6 +86,7 @@ class NotificationService:
                 seconds=settings.user_cache_seconds, size=settings.user_cache_size
             )
         self._listener: CacheListener | None = None
+        self.inbox = InboxDomain(self)
 
     def outbox_written(self) -> None:
         """Events were staged: let the outbox relay publish them now."""
@@ -157,12 +159,17 @@ class NotificationService:
         """Delete notifications and records older than ``retention_days``."""
         return await run_db(purge, now or self.now(), self.settings.retention_days)
 
+    async def wake_snoozed(self, now: datetime | None = None) -> int:
+        """Bring back notifications whose snooze has ended (see inbox_store)."""
+        return await self.inbox.wake_snoozed(now)
+
     def start_sweeps(self) -> None:
         self._tasks += [
             start_periodic(self.settings.sweep_interval_seconds, self.release_due, name="release"),
             start_periodic(
                 self.settings.retention_sweep_interval_seconds, self.purge, name="retention"
             ),
+            start_periodic(self.settings.sweep_interval_seconds, self.wake_snoozed, name="snooze"),
         ]
 
     async def stop_sweeps(self) -> None:
@@ -177,13 +184,17 @@ class NotificationService:
         events = outcome.events(source=self.source)
         if events and self.broker is not None:
             await self.broker.publish_many(events)
-        if not outcome.created or self.redis is None:
+        await self.push_created(outcome.created)
+
+    async def push_created(self, docs: list[dict[str, Any]]) -> None:
+        """Push new (or woken) notifications on their users' channels, one pipeline."""
+        if not docs or self.redis is None:
             return
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                for doc in outcome.created:
+                for doc in docs:
                     pipe.publish(user_channel(doc["user_id"]), json.dumps(to_api(doc)))
                 await pipe.execute()
         except Exception:
-            REALTIME_FAILED.inc(len(outcome.created))
+            REALTIME_FAILED.inc(len(docs))
             log.warning("real-time push failed; the inbox has it", exc_info=True)

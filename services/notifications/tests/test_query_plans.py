@@ -21,7 +21,7 @@ from herald_common.events import NotificationRequested
 from herald_common.outbox import OutboxRelay
 from herald_common.preferences import Preferences
 from herald_common.replica_cache import UserCache
-from herald_notifications import delivery, inbox
+from herald_notifications import delivery, inbox, inbox_store
 from herald_notifications.decisions import Decision, DeliveryPolicy
 from herald_notifications.models import (
     PROMOTION_DAYS,
@@ -133,8 +133,24 @@ def test_every_query_of_the_notifications_service_is_index_served(make_settings)
             inbox.unread_count("u0007")
             first = page.items[0]["_id"]
             inbox.get_notification(first, user)
-            inbox.mark_read(first, user, NOW, source="test")
-            inbox.mark_all_read("u0008", NOW, source="test")
+            inbox_store.mark_read(first, user, NOW, source="test")
+            inbox_store.mark_all_read("u0008", NOW, source="test")
+            # The inbox's other shapes: archive list, unseen badge, bulk and single changes,
+            # snooze and its wake-up sweep.
+            inbox.unseen_count("u0007")
+            inbox.list_notifications("u0007", archived=True)
+            ids = [d["_id"] for d in page.items]
+            inbox_store.mark_read_many("u0007", [*ids, "unknown"], NOW, source="test")
+            inbox_store.mark_seen("u0007", ids[:2], NOW, source="test")
+            inbox_store.mark_seen("u0015", None, NOW, source="test")
+            inbox_store.archive(ids[1], user, NOW, source="test", archived=True)
+            inbox_store.archive(ids[1], user, NOW, source="test", archived=False)
+            inbox_store.archive_all_read("u0016", NOW, source="test")
+            until = NOW + timedelta(hours=3)
+            inbox_store.snooze(ids[2], user, until, NOW, source="test")
+            inbox_store.delete(ids[0], user, NOW, source="test")
+            inbox_store.wake_snoozed(NOW + timedelta(minutes=5), source="test")
+            inbox_store.wake_snoozed(until + timedelta(hours=2), source="test")
             inbox.list_deliveries("u0009")
             requests = [
                 _request("new-promo", "u0010", "promotion"),
