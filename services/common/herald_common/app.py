@@ -14,9 +14,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -222,3 +222,8 @@ async def admin_principal(request: Request) -> Principal:
     if not principal.is_admin:
         raise Forbidden("admin role required")
     return principal
+
+
+# Typed dependencies for route signatures: ``caller: Caller`` / ``_: Admin``.
+Caller = Annotated[Principal, Depends(current_principal)]
+Admin = Annotated[Principal, Depends(admin_principal)]

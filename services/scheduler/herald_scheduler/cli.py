@@ -19,50 +19,38 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import json
 import logging
 import signal
 import sys
-import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from herald_common import replica
+from herald_common.clock import utcnow
 from herald_common.db import run_db
-from herald_common.events import CampaignFired
+from herald_common.errors import BadUserInput, NotFound
 from herald_common.logs import configure_logging
 from herald_common.resources import (
     CampaignSpec,
     NotificationCampaign,
     ResourceError,
     Schedule,
-    campaign_fired,
-    fire_campaign,
-    fire_resource,
     load_directories,
     load_file,
     load_text,
     scheduled_run_id,
 )
-from herald_common.resources.firing import campaign_audience, campaign_template
 from herald_common.resources.tasks import task_command
-from herald_common.resources.templates import TemplateError
 from herald_common.runtime import ServiceRuntime
 from pydantic import ValidationError
 
-from herald_scheduler.campaigns import (
-    definition_spec,
-    execute_run,
-    get_definition,
-    run_key,
-    store_definition,
-)
 from herald_scheduler.config import SchedulerSettings
+from herald_scheduler.domain import Campaigns, Orders
 from herald_scheduler.interests import known_products
-from herald_scheduler.models import CampaignRun, OrderTransition, ensure_indexes
-from herald_scheduler.orders import seed_orders, sweep
+from herald_scheduler.models import OrderTransition, ensure_indexes
+from herald_scheduler.orders import seed_orders
 from herald_scheduler.runner import Firing, LocalRunner
 from herald_scheduler.tasks import TaskOutcome, run_command
 
@@ -136,7 +124,7 @@ def _load_one(text: str, source: str) -> NotificationCampaign:
 
 async def cmd_fire_campaign(args: argparse.Namespace, settings: SchedulerSettings) -> int:
     """Fire one campaign (from a file, an inline resource, or a stored definition)."""
-    now = args.at or datetime.now(UTC)
+    now = args.at or utcnow()
     campaign: NotificationCampaign | None = None
     if args.file:
         resources = load_file(args.file)
@@ -153,16 +141,14 @@ async def cmd_fire_campaign(args: argparse.Namespace, settings: SchedulerSetting
     runtime = _runtime(settings, db=campaign is None or args.preview or args.wait_seconds > 0)
     await runtime.start()
     try:
+        domain = Campaigns(settings, runtime.broker)
         if campaign is not None:
             name, namespace, spec = campaign.name, campaign.namespace, campaign.spec
         else:
-            definition = await run_db(get_definition, args.name)
-            if definition is None:
-                raise InvalidInput(f"--name: no campaign named {args.name!r} is known")
-            name, namespace = args.name, definition.namespace or "default"
-            spec = definition_spec(definition)
-        result = await _fire(args, settings, runtime, name, namespace, spec, now)
-    except TemplateError as exc:
+            name = args.name
+            namespace, spec = await domain.definition(name)
+        result = await _fire(args, domain, name, namespace, spec, now)
+    except (BadUserInput, NotFound) as exc:
         raise InvalidInput(f"campaign {args.name or (campaign and campaign.name)}: {exc}") from exc
     finally:
         await runtime.stop()
@@ -173,44 +159,34 @@ async def cmd_fire_campaign(args: argparse.Namespace, settings: SchedulerSetting
 
 async def _fire(
     args: argparse.Namespace,
-    settings: SchedulerSettings,
-    runtime: ServiceRuntime,
+    domain: Campaigns,
     name: str,
     namespace: str,
     spec: CampaignSpec,
     now: datetime,
 ) -> dict[str, Any]:
-    run_id = args.run_id or scheduled_run_id(name, spec, now)
-    dry_run = True if args.dry_run else None
-    if args.preview and (args.dry_run or spec.dry_run):
-        # Evaluated here (audience and rendered samples, nothing sent) so that the
-        # result can be reported: the operator copies it into the resource's status.
-        fired: CampaignFired = campaign_fired(
-            name, namespace, spec, run_id=run_id, fired_at=now, dry_run=True
-        )
-        run = await execute_run(fired, owner=f"cli:{run_id}", settings=settings, broker=None)
-        if run is None:
-            raise RuntimeError(f"run {run_id} is being evaluated elsewhere")
+    # --preview evaluates a dry run here (audience and rendered samples, nothing sent)
+    # so that the result can be reported: the operator copies it into the status.
+    firing = await domain.fire(
+        name,
+        namespace,
+        spec,
+        run_id=args.run_id or scheduled_run_id(name, spec, now),
+        dry_run=True if args.dry_run else None,
+        evaluate=args.preview,
+        now=now,
+    )
+    fired, run = firing.fired, firing.run
+    if run is not None and not firing.published:
         return {
             "campaign": name,
-            "run_id": run_id,
+            "run_id": fired.run_id,
             "dry_run": True,
             "fired": False,
             "audience_size": run.audience_size,
             "suppressed": run.suppressed,
             "samples": list(run.samples or []),
         }
-    assert runtime.broker is not None
-    fired = await fire_campaign(
-        runtime.broker,
-        name,
-        namespace,
-        spec,
-        run_id=run_id,
-        fired_at=now,
-        dry_run=dry_run,
-        source=settings.service_name,
-    )
     result: dict[str, Any] = {
         "campaign": fired.campaign,
         "run_id": fired.run_id,
@@ -218,24 +194,13 @@ async def _fire(
         "fired": True,
     }
     if args.wait_seconds > 0:
-        run = await _await_run(fired.campaign, fired.run_id, args.wait_seconds)
+        run = await domain.wait_for(fired.campaign, fired.run_id, args.wait_seconds)
         result["status"] = run.status if run is not None else "pending"
         if run is not None:
             result.update(audience_size=run.audience_size, sent=run.sent, suppressed=run.suppressed)
             if run.error:
                 result["error"] = run.error
     return result
-
-
-async def _await_run(campaign: str, run_id: str, timeout: float) -> CampaignRun | None:
-    """The run record once the fan-out finished it, or as it stands after ``timeout``."""
-    key = run_key(campaign, run_id)
-    deadline = time.monotonic() + timeout
-    while True:
-        run: CampaignRun | None = await run_db(lambda: CampaignRun.objects(id=key).first())
-        if (run is not None and run.status != "running") or time.monotonic() >= deadline:
-            return run
-        await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
 
 
 def _finish(args: argparse.Namespace, result: dict[str, Any]) -> None:
@@ -253,12 +218,8 @@ async def cmd_sweep_orders(args: argparse.Namespace, settings: SchedulerSettings
     await runtime.start()
     try:
         await run_db(ensure_indexes)
-        result = await run_db(
-            sweep,
-            args.now or datetime.now(UTC),
-            settings,
-            batch_size=args.batch_size,
-            limit=args.limit,
+        result = await Orders(settings).sweep(
+            args.now, batch_size=args.batch_size, limit=args.limit
         )
     finally:
         # Stopping relays every staged event (confirmed) before the process exits.
@@ -291,7 +252,7 @@ async def cmd_seed_orders(args: argparse.Namespace, settings: SchedulerSettings)
                 users,
                 per_user=args.per_user,
                 seed=args.seed,
-                now=datetime.now(UTC),
+                now=utcnow(),
                 settings=settings,
                 products=products,
             )
@@ -311,57 +272,29 @@ class RuntimeActions:
 
     def __init__(self, settings: SchedulerSettings, runtime: ServiceRuntime) -> None:
         self.settings = settings
-        self.runtime = runtime
+        self.campaigns = Campaigns(settings, runtime.broker)
+        self.orders = Orders(settings, outbox_written=runtime.outbox_written)
         self._stored: dict[str, str] = {}
 
     async def campaigns_loaded(self, campaigns: Sequence[NotificationCampaign]) -> None:
         """Remember the file definitions so an admin can fire them by name."""
         for c in campaigns:
             fingerprint = c.model_dump_json()
-            if self._stored.get(c.name) == fingerprint:
-                continue
-            spec = c.spec
-            await run_db(
-                functools.partial(
-                    store_definition,
-                    name=c.name,
-                    namespace=c.metadata.namespace,
-                    type_=spec.type,
-                    audience=campaign_audience(spec).model_dump(),
-                    template=campaign_template(spec).model_dump(),
-                    origin=f"file:{c.source}",
-                    at=datetime.now(UTC),
-                    schedule=spec.schedule,
-                    time_zone=spec.time_zone,
-                    run_at=spec.run_at,
-                    suspend=spec.suspend,
-                    dry_run=spec.dry_run,
-                )
-            )
-            self._stored[c.name] = fingerprint
+            if self._stored.get(c.name) != fingerprint:
+                await self.campaigns.remember(c)
+                self._stored[c.name] = fingerprint
 
     async def fire_campaign(self, campaign: NotificationCampaign, firing: Firing) -> None:
-        assert self.runtime.broker is not None
-        await fire_resource(
-            self.runtime.broker,
-            campaign,
-            run_id=firing.run_id,
-            fired_at=datetime.now(UTC),
-            source=self.settings.service_name,
+        await self.campaigns.fire(
+            campaign.name, campaign.namespace, campaign.spec, run_id=firing.run_id, evaluate=False
         )
 
     async def run_task(self, schedule: Schedule, firing: Firing) -> TaskOutcome:
         spec = schedule.spec
         if spec.task == "order-sweep":
-            result = await run_db(
-                sweep,
-                datetime.now(UTC),
-                self.settings,
-                batch_size=spec.parameters.get("batchSize"),
-                limit=spec.parameters.get("limit"),
+            result = await self.orders.sweep(
+                batch_size=spec.parameters.get("batchSize"), limit=spec.parameters.get("limit")
             )
-            if result.advanced:
-                self.runtime.outbox_written()
             return TaskOutcome("succeeded", json.dumps(result.to_dict()))
         return await run_command(
             task_command(spec.task, spec.parameters), timeout=self.settings.task_timeout_seconds

@@ -22,20 +22,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import mongoengine
-from herald_common.db import bulk_write, lookup_each
+from herald_common.db import bulk_write, insert_all_new, lookup_each, named
 from herald_common.events import Activity
 from pymongo import ASCENDING, UpdateOne
-from pymongo.errors import BulkWriteError
 
 INTERESTS = "interest_records"
 PRODUCTS = "known_products"
 KIND_WEIGHT = {"view": 1, "add_to_cart": 2, "purchase": 3}
-_DUPLICATE_KEY = 11000
-
-
-def _db() -> Any:
-    return mongoengine.get_db()
 
 
 def category_key(category: str) -> str:
@@ -71,7 +64,7 @@ class Interest:
 
 
 def ensure_indexes() -> None:
-    _db()[INTERESTS].create_index([("user_id", ASCENDING)])
+    named(INTERESTS).create_index([("user_id", ASCENDING)])
 
 
 def record_activity(event_id: str, activities: Sequence[Activity]) -> int:
@@ -107,14 +100,8 @@ def record_activity(event_id: str, activities: Sequence[Activity]) -> int:
                 "recorded_at": now,
             }
         )
-    inserted = len(records)
-    try:
-        _db()[INTERESTS].insert_many(records, ordered=False)
-    except BulkWriteError as exc:
-        errors = exc.details.get("writeErrors", [])
-        if any(e.get("code") != _DUPLICATE_KEY for e in errors):
-            raise
-        inserted -= len(errors)  # applied before: a redelivery
+    # Records applied before (a redelivery) are skipped.
+    inserted = insert_all_new(named(INTERESTS), records)
     _remember_products(activities, now)
     return inserted
 
@@ -136,7 +123,7 @@ def _remember_products(activities: Sequence[Activity], now: datetime) -> None:
         if a.price is not None:
             fields["price"] = a.price
         ops.append(UpdateOne({"_id": pid}, {"$set": fields}, upsert=True))
-    bulk_write(_db()[PRODUCTS], ops, ordered=False)
+    bulk_write(named(PRODUCTS), ops, ordered=False)
 
 
 def get_interests(user_ids: Sequence[str]) -> dict[str, Interest]:
@@ -146,7 +133,7 @@ def get_interests(user_ids: Sequence[str]) -> dict[str, Interest]:
         return {}
     out: dict[str, Interest] = {}
     seen_at: dict[tuple[str, str], Any] = {}
-    coll = _db()[INTERESTS]
+    coll = named(INTERESTS)
 
     def of(user_id: str) -> list[dict[str, Any]]:
         return list(coll.find({"user_id": user_id}, {"user_id": 1, "categories": 1, "products": 1}))
@@ -168,7 +155,7 @@ def get_interests(user_ids: Sequence[str]) -> dict[str, Interest]:
 
 def known_products(limit: int = 500) -> list[dict[str, Any]]:
     """Products seen in activity, as ``{product_id, name, category, price}``."""
-    docs = _db()[PRODUCTS].find({"name": {"$exists": True}}).sort("_id", 1).limit(limit)
+    docs = named(PRODUCTS).find({"name": {"$exists": True}}).sort("_id", 1).limit(limit)
     return [
         {
             "product_id": d["_id"],

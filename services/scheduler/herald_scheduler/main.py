@@ -15,7 +15,8 @@ from herald_common.runtime import ServiceRuntime
 from herald_scheduler import __version__
 from herald_scheduler.api import campaigns, orders
 from herald_scheduler.config import SchedulerSettings
-from herald_scheduler.events import queue_names, start_consumers
+from herald_scheduler.consumers import queue_names, start_consumers
+from herald_scheduler.domain import Campaigns, Orders
 from herald_scheduler.models import OrderTransition, ensure_indexes
 
 
@@ -29,7 +30,10 @@ def create_app(settings: SchedulerSettings | None = None) -> FastAPI:
         await runtime.start(app)
         await run_db(ensure_indexes)
         await run_db(replica.ensure_indexes)
-        await start_consumers(settings, runtime)
+        assert runtime.broker is not None
+        campaigns = app.state.campaigns = Campaigns(settings, runtime.broker)
+        orders = app.state.orders = Orders(settings, outbox_written=runtime.outbox_written)
+        await start_consumers(settings, runtime.broker, campaigns, orders)
         try:
             yield
         finally:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from herald_common.db import run_once
+from herald_common.db import collection, run_once
 from herald_common.outbox import OutboxDocument
 from mongoengine import (
     BooleanField,
@@ -246,7 +246,7 @@ def ensure_indexes() -> None:
 
 def _backfill_in_progress() -> None:
     """Orders stored before ``in_progress`` existed get it from their next transition."""
-    coll = Order._get_collection()
+    coll = collection(Order)
     for doc in coll.find({"in_progress": {"$exists": False}}, {"next_transition_at": 1}):
         flag = doc.get("next_transition_at") is not None
         coll.update_one({"_id": doc["_id"]}, {"$set": {"in_progress": flag}})

@@ -40,8 +40,8 @@ from herald_common.events import (
     OrderStatusChanged,
     make_event,
 )
-from mongoengine import NotUniqueError
 
+from herald_scheduler import order_store as store
 from herald_scheduler.config import SchedulerSettings
 from herald_scheduler.models import TERMINAL_STATUSES, Order, OrderTransition
 
@@ -93,7 +93,6 @@ def _events(
     order: Order, status: str, previous: str | None, sequence: int, now: datetime, source: str
 ) -> tuple[Envelope[Any], Envelope[Any]]:
     changed = make_event(
-        "order.status_changed",
         OrderStatusChanged(
             order_id=order.id,
             user_id=order.user_id,
@@ -107,7 +106,6 @@ def _events(
         source=source,
     )
     requested = make_event(
-        "notification.requested",
         NotificationRequested(
             idempotency_key=f"order:{order.id}:{sequence}",
             user_id=order.user_id,
@@ -154,31 +152,6 @@ def _transition(
     return transition
 
 
-def _insert(transition: OrderTransition) -> tuple[OrderTransition, bool]:
-    """Insert ``transition``; on a clash return the stored one and False."""
-    try:
-        transition.save(force_insert=True)
-    except NotUniqueError:
-        return OrderTransition.objects.get(id=transition.id), False
-    return transition, True
-
-
-def _apply(order: Order, transition: OrderTransition) -> None:
-    """Bring the order document up to ``transition`` (idempotent: same values)."""
-    history = [h for h in order.history if h["sequence"] < transition.sequence]
-    history.append(
-        {"status": transition.status, "sequence": transition.sequence, "at": transition.at}
-    )
-    Order.objects(id=order.id, sequence__lt=transition.sequence).update_one(
-        set__status=transition.status,
-        set__sequence=transition.sequence,
-        set__updated_at=transition.at,
-        set__next_transition_at=transition.next_transition_at,
-        set__in_progress=transition.next_transition_at is not None,
-        set__history=history,
-    )
-
-
 def place_order(
     *,
     order_id: str,
@@ -206,7 +179,7 @@ def place_order(
         next_transition_at=next_at or now + _delay(settings, "placed"),
         origin=origin,
     )
-    transition, new = _insert(
+    transition, new = store.insert_transition(
         _transition(
             order,
             status="placed",
@@ -226,10 +199,7 @@ def place_order(
         order.history = [{"status": "placed", "sequence": 1, "at": transition.at}]
         order.next_transition_at = transition.next_transition_at
     order.in_progress = order.next_transition_at is not None
-    try:
-        order.save(force_insert=True)
-    except NotUniqueError:
-        pass  # a redelivery already created this order view; the transition is what counts
+    store.insert_order(order)
     return new
 
 
@@ -286,7 +256,7 @@ def advance(order: Order, now: datetime, settings: SchedulerSettings) -> str | N
     concurrent sweep made this change first (then only the order document is fixed up)."""
     status = next_status(order, settings)
     terminal = status in TERMINAL_STATUSES
-    transition, won = _insert(
+    transition, won = store.insert_transition(
         _transition(
             order,
             status=status,
@@ -298,7 +268,7 @@ def advance(order: Order, now: datetime, settings: SchedulerSettings) -> str | N
             origin="sweep",
         )
     )
-    _apply(order, transition)
+    store.apply_transition(order, transition)
     return status if won else None
 
 
@@ -335,11 +305,7 @@ def sweep(
     result = SweepResult(by_status=defaultdict(int))
     while limit is None or result.advanced + result.conflicts < limit:
         take = size if limit is None else min(size, limit - result.advanced - result.conflicts)
-        due = list(
-            Order.objects(in_progress=True, next_transition_at__lte=now)
-            .order_by("next_transition_at", "id")
-            .limit(take)
-        )
+        due = store.due_orders(now, take)
         if not due:
             break
         for order in due:
@@ -351,11 +317,6 @@ def sweep(
                 result.by_status[status] += 1  # type: ignore[index]
     result.by_status = dict(result.by_status or {})
     return result
-
-
-def orders_of(user_id: str, first: int = 20) -> list[Order]:
-    """A user's orders, newest first."""
-    return list(Order.objects(user_id=user_id).order_by("-created_at", "-id").limit(first))
 
 
 FALLBACK_PRODUCTS = [

@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal, Protocol
 
+from herald_common.clock import SleepingClock, SystemClock
 from herald_common.resources import (
     NotificationCampaign,
     Resource,
@@ -52,20 +53,6 @@ from herald_scheduler.tasks import TaskOutcome
 log = logging.getLogger(__name__)
 
 Reason = Literal["schedule", "interval", "one-shot", "requested"]
-
-
-class Clock(Protocol):
-    def now(self) -> datetime: ...
-
-    async def sleep(self, seconds: float) -> None: ...
-
-
-class SystemClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
 
 
 @dataclass(frozen=True)
@@ -196,7 +183,7 @@ class LocalRunner:
         directories: Sequence[str | Path],
         actions: Actions,
         *,
-        clock: Clock | None = None,
+        clock: SleepingClock | None = None,
         reload_seconds: float = 5.0,
         grace: timedelta = timedelta(minutes=5),
     ) -> None:

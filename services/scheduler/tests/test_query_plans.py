@@ -19,7 +19,8 @@ from herald_common import replica
 from herald_common.db import connect_db, disconnect_db
 from herald_common.events import Activity, CampaignAudience, CampaignFired, CampaignTemplate
 from herald_common.outbox import OutboxRelay
-from herald_scheduler.campaigns import _progress, execute_run, get_definition, run_key
+from herald_scheduler.campaign_store import find_run, get_definition, progress, run_key
+from herald_scheduler.campaigns import execute_run
 from herald_scheduler.interests import get_interests, record_activity
 from herald_scheduler.models import (
     CampaignBatch,
@@ -28,7 +29,8 @@ from herald_scheduler.models import (
     OrderTransition,
     ensure_indexes,
 )
-from herald_scheduler.orders import orders_of, place_orders_from_activity, seed_orders, sweep
+from herald_scheduler.order_store import orders_of
+from herald_scheduler.orders import place_orders_from_activity, seed_orders, sweep
 from herald_testing.plans import recorder_for, refresh_statistics, unindexed
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -118,7 +120,11 @@ def test_every_query_of_the_scheduler_is_index_served(
             get_interests(ids[:20])
             asyncio.run(execute_run(fired, owner="o", settings=settings, broker=None))
             asyncio.run(execute_run(picked, owner="o", settings=settings, broker=None))
-            _progress(run_key("spring", "r1"), 5)
+            # A second delivery of a finished run: the unique insert collides and the
+            # lease is not taken (the run is no longer running).
+            asyncio.run(execute_run(fired, owner="o2", settings=settings, broker=None))
+            progress(run_key("spring", "r1"), 5)
+            find_run(run_key("spring", "r1"))
             get_definition("spring")
             OutboxRelay(broker=None, documents=[OrderTransition])._pending(  # type: ignore[arg-type]
                 OrderTransition._get_collection()
