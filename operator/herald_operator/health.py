@@ -1,5 +1,6 @@
 """Probes for the operator's pod: ``/healthz`` (the event loop answers) and ``/readyz``
-(this replica leads and operates; a standby is alive but not ready).
+(this replica leads and operates; a standby is alive but not ready), and its
+Prometheus metrics on ``/metrics`` (:mod:`herald_operator.metrics`).
 
 Served on ``HEALTH_PORT`` while the process runs, standby time included, so that
 liveness probes do not restart a replica that is only waiting for the Lease.
@@ -11,6 +12,9 @@ import json
 from collections.abc import Callable
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from herald_operator.metrics import REGISTRY
 
 
 async def start_health_server(
@@ -29,9 +33,15 @@ async def start_health_server(
             content_type="application/json",
         )
 
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
     app = web.Application()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()

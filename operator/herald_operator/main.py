@@ -10,7 +10,7 @@ from typing import Any
 
 import kopf
 
-from herald_operator import jobs, reconcile, runs, startup
+from herald_operator import jobs, metrics, reconcile, runs, startup
 from herald_operator.constants import (
     CAMPAIGNS,
     GROUP,
@@ -43,7 +43,8 @@ def campaign_changed(
     body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, reason: str, **_: Any
 ) -> None:
     """A NotificationCampaign was created, changed or found at start: reconcile it."""
-    reconcile.reconcile(body, patch.status, memo.ctx, cause=str(reason))
+    with metrics.reconciling("NotificationCampaign") as result:
+        result.outcome = reconcile.reconcile(body, patch.status, memo.ctx, cause=str(reason))
 
 
 @kopf.on.resume(GROUP, VERSION, SCHEDULES)
@@ -53,7 +54,8 @@ def schedule_changed(
     body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, reason: str, **_: Any
 ) -> None:
     """A Schedule was created, changed or found at start: reconcile it."""
-    reconcile.reconcile(body, patch.status, memo.ctx, cause=str(reason))
+    with metrics.reconciling("Schedule") as result:
+        result.outcome = reconcile.reconcile(body, patch.status, memo.ctx, cause=str(reason))
 
 
 @kopf.timer(

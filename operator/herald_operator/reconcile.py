@@ -56,9 +56,11 @@ def reconcile(
     ctx: Context,
     *,
     cause: str,
-) -> None:
+) -> str:
     """Make the children match ``body``'s spec and write its status into
-    ``patch_status`` (kopf's ``patch.status``, applied when the handler returns)."""
+    ``patch_status`` (kopf's ``patch.status``, applied when the handler returns).
+    Returns the outcome for the metrics: ``success``, or ``failed`` when the status
+    says Failed (passing API errors raise kopf.TemporaryError instead)."""
     now = ctx.clock()
     meta = body["metadata"]
     current = body.get("status") or {}
@@ -80,8 +82,9 @@ def reconcile(
         )
         if (current.get("observedGeneration"), _failed_reason(current)) != (generation, message):
             ctx.event(body, "Warning", reason, message)
-        return
+        return "failed"
     patch_status.update(status)
+    return "success"
 
 
 def _failed_reason(current: Mapping[str, Any]) -> str | None:

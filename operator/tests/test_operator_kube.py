@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from herald_operator.metrics import REGISTRY
 from herald_testing.kube import KubeControlPlane, KubeTools, wait_until
 
 from .kube_helpers import Cluster, campaign_body, install_crds, running_operator, schedule_body
@@ -219,6 +220,15 @@ def test_dry_run_campaign_shows_its_preview(
 def test_specs_that_cannot_work_fail_without_crash_looping(
     kube_control_plane: KubeControlPlane, cluster: Cluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    def reconciles(kind: str, outcome: str) -> float:
+        labels = {"kind": kind, "outcome": outcome}
+        return REGISTRY.get_sample_value("herald_operator_reconciles_total", labels) or 0.0
+
+    before = {
+        (k, o): reconciles(k, o)
+        for k in ("NotificationCampaign", "Schedule")
+        for o in ("success", "failed")
+    }
     with running_operator(
         kube_control_plane, cluster.ns, monkeypatch, RECOMMENDATIONS_IMAGE=None
     ) as runner:
@@ -254,6 +264,15 @@ def test_specs_that_cannot_work_fail_without_crash_looping(
             cluster.condition("NotificationCampaign", "spaceships", "Failed")["status"] == "False"
         )
         assert cluster.cronjob("campaign-spaceships") is not None
+    # herald_operator_reconciles_total counted each outcome (the operator runs in this
+    # process): two failed campaigns, a failed schedule, then the fixed campaign.
+    campaigns_failed = reconciles("NotificationCampaign", "failed")
+    assert campaigns_failed - before["NotificationCampaign", "failed"] >= 2
+    assert reconciles("Schedule", "failed") - before["Schedule", "failed"] >= 1
+    assert (
+        reconciles("NotificationCampaign", "success") - before["NotificationCampaign", "success"]
+        >= 1
+    )
     # A failed spec is a status, not a handler error retried forever.
     assert "Handler 'campaign_changed' failed" not in runner.output
 
