@@ -21,6 +21,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
+from redis.exceptions import RedisError
 
 from herald_common.errors import Unauthenticated, Unavailable
 from herald_common.redis_client import revoked_key
@@ -208,8 +209,14 @@ class TokenVerifier:
             raise Unauthenticated(f"invalid token: {exc}") from exc
         if claims.get("typ") != expected:
             raise Unauthenticated(f"a {claims.get('typ')} token cannot be used as {expected} token")
-        if self.redis is not None and await self.redis.exists(revoked_key(claims["jti"])):
-            raise Unauthenticated("token revoked")
+        if self.redis is not None:
+            try:
+                revoked = await self.redis.exists(revoked_key(claims["jti"]))
+            except RedisError as exc:
+                # Fail closed: a token whose revocation cannot be checked is not accepted.
+                raise Unavailable("cannot check whether the token was revoked") from exc
+            if revoked:
+                raise Unauthenticated("token revoked")
         return claims
 
     async def verify(self, token: str) -> Principal:

@@ -92,3 +92,30 @@ def test_jwks_has_kid_and_alg(issuer) -> None:
     [key] = jwks_of([issuer.public_pem])["keys"]
     assert key["kid"] == issuer.kid and key["alg"] == "RS256" and key["kty"] == "RSA"
     assert "d" not in key  # no private material
+
+
+@pytest.mark.integration
+async def test_unreachable_deny_list_fails_closed_with_unavailable(issuer, infra) -> None:
+    """Redis away: the token is refused as UNAVAILABLE (503 / a typed GraphQL error),
+    neither accepted unchecked nor an internal error."""
+    import redis.asyncio as aioredis
+    from herald_common.errors import Unavailable
+    from herald_testing.faults import TcpProxy
+
+    proxy = await TcpProxy.for_url(infra["HERALD_REDIS_URL"], 6379).start()
+    client = aioredis.from_url(proxy.url_through(infra["HERALD_REDIS_URL"]), socket_timeout=5)
+    verifier = TokenVerifier(
+        issuer="herald-users", audience="herald", public_pem=issuer.public_pem, redis=client
+    )
+    token, _ = issuer.issue("u1", ttl=timedelta(minutes=5))
+    try:
+        assert (await verifier.verify(token)).user_id == "u1"
+        proxy.pause()
+        proxy.drop_all()
+        with pytest.raises(Unavailable):
+            await verifier.verify(token)
+        proxy.resume()
+        assert (await verifier.verify(token)).user_id == "u1"
+    finally:
+        await client.aclose()
+        await proxy.close()
