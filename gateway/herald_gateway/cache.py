@@ -23,8 +23,10 @@ INVALIDATIONS = Counter(
     "herald_gateway_cache_invalidations_total", "Cache invalidations", ["entity", "reason"]
 )
 
-ME, RECOMMENDATIONS, UNREAD = "me", "recommendations", "unread"
-ENTITIES = (ME, RECOMMENDATIONS, UNREAD)
+ME, RECOMMENDATIONS, UNREAD, UNSEEN = "me", "recommendations", "unread", "unseen"
+ENTITIES = (ME, RECOMMENDATIONS, UNREAD, UNSEEN)
+# Every inbox change (new, read, seen, archived, snoozed, woken, deleted) moves both.
+COUNTS = (UNREAD, UNSEEN)
 
 
 class ResponseCache:
@@ -100,10 +102,10 @@ def entities_for(event_type: str, payload: Any) -> tuple[str, ...]:
     if event_type == "notification.created":
         # A new recommendation notification means the recommendations were recomputed.
         if getattr(payload, "type", None) == "recommendation":
-            return (UNREAD, RECOMMENDATIONS)
-        return (UNREAD,)
+            return (*COUNTS, RECOMMENDATIONS)
+        return COUNTS
     if event_type.startswith("notification."):
-        return (UNREAD,)
+        return COUNTS
     if event_type.startswith("order."):
         # A purchase changes what may be recommended (never what was bought).
         return (RECOMMENDATIONS,)

@@ -33,6 +33,16 @@ def preferences(p: dict[str, Any] | None) -> dict[str, Any]:
         "quietHours": {"start": quiet["start"], "end": quiet["end"]} if quiet else None,
         "timezone": p.get("timezone") or "UTC",
         "maxPromotionsPerDay": p.get("max_promotions_per_day"),
+        "digest": digest(p.get("digest")),
+    }
+
+
+def digest(d: dict[str, Any] | None) -> dict[str, Any]:
+    d = d or {}
+    return {
+        "frequency": _enum(d.get("frequency") or "off"),
+        "at": d.get("at"),
+        "types": [_enum(t) for t in d.get("types") or ["promotion", "recommendation"]],
     }
 
 
@@ -75,8 +85,23 @@ def notification(n: dict[str, Any]) -> dict[str, Any]:
         "sentAt": _text(pick("sent_at", "sentAt")) or "",
         "read": bool(n.get("read", False)),
         "readAt": _text(pick("read_at", "readAt")),
+        "seen": bool(n.get("seen", False)),
+        "seenAt": _text(pick("seen_at", "seenAt")),
+        "archived": bool(n.get("archived", False)),
+        "archivedAt": _text(pick("archived_at", "archivedAt")),
+        "snoozedUntil": _text(pick("snoozed_until", "snoozedUntil")),
         "collapseKey": pick("collapse_key", "collapseKey"),
         "source": n.get("source"),
+    }
+
+
+def inbox_change(message: dict[str, Any]) -> dict[str, Any]:
+    """An ``inbox_changed`` message of the user's channel as the GraphQL type."""
+    return {
+        "kind": _enum(message["kind"]),
+        "ids": [str(i) for i in message["ids"]],
+        "unreadCount": int(message["unread_count"]),
+        "unseenCount": int(message["unseen_count"]),
     }
 
 
@@ -180,6 +205,7 @@ _PREF_FIELDS = {
     "quietHours": "quiet_hours",
     "timezone": "timezone",
     "maxPromotionsPerDay": "max_promotions_per_day",
+    "digest": "digest",
 }
 
 
@@ -195,5 +221,15 @@ def preferences_patch(data: dict[str, Any]) -> dict[str, Any]:
             value = data[name]
             if name == "quietHours" and value is not None:
                 value = {"start": value["start"], "end": value["end"]}
+            if name == "digest" and value is not None:
+                value = {
+                    "frequency": str(value["frequency"]).lower(),
+                    **({"at": value["at"]} if "at" in value else {}),
+                    **(
+                        {"types": [str(t).lower() for t in value["types"]]}
+                        if value.get("types") is not None
+                        else {}
+                    ),
+                }
             patch[wire] = value
     return patch

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -73,6 +74,7 @@ class NotificationsClient(ServiceClient):
         after: str | None,
         unread_only: bool,
         type_: str | None,
+        archived: bool = False,
     ) -> Any:
         return await self.get(
             "/v1/notifications",
@@ -81,6 +83,7 @@ class NotificationsClient(ServiceClient):
             after=after,
             unread_only=str(unread_only).lower(),
             type=type_,
+            archived="true" if archived else None,
         )
 
     async def unread_count(self, ctx: CallContext) -> int:
@@ -96,6 +99,34 @@ class NotificationsClient(ServiceClient):
     async def mark_all_read(self, ctx: CallContext) -> int:
         body = await self.request("POST", "/v1/notifications/read-all", ctx)
         return int(body["changed"])
+
+    async def unseen_count(self, ctx: CallContext) -> int:
+        body = await self.get("/v1/notifications/unseen-count", ctx)
+        return int(body["count"])
+
+    async def mark_read_many(self, ids: Sequence[str], ctx: CallContext) -> int:
+        body = await self.request(
+            "POST", "/v1/notifications/read", ctx, json={"ids": None if ids is None else list(ids)}
+        )
+        return int(body["changed"])
+
+    async def mark_seen(self, ids: Sequence[str] | None, ctx: CallContext) -> int:
+        body = await self.request(
+            "POST", "/v1/notifications/seen", ctx, json={"ids": None if ids is None else list(ids)}
+        )
+        return int(body["changed"])
+
+    async def archive_all_read(self, ctx: CallContext) -> int:
+        body = await self.request("POST", "/v1/notifications/archive-read", ctx)
+        return int(body["changed"])
+
+    async def change(self, notification_id: str, action: str, ctx: CallContext, **body: Any) -> Any:
+        """``archive``, ``unarchive`` or ``snooze`` one notification."""
+        path = f"/v1/notifications/{_seg(notification_id)}/{action}"
+        return await self.request("POST", path, ctx, json=body or None)
+
+    async def delete(self, notification_id: str, ctx: CallContext) -> None:
+        await self.request("DELETE", f"/v1/notifications/{_seg(notification_id)}", ctx)
 
 
 class RecommendationsClient(ServiceClient):

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from tartiflette import Resolver
 
 from herald_gateway import mapping
 from herald_gateway.activity import track_activity
-from herald_gateway.cache import ENTITIES, ME, UNREAD
+from herald_gateway.cache import COUNTS, ENTITIES, ME
 from herald_gateway.clients.services import replay_dead_letters
 from herald_gateway.context import RequestContext
 from herald_gateway.engine import SCHEMA_NAME
 from herald_gateway.errors import bad_input
 from herald_gateway.resolvers.common import service_of_queue
+
+T = TypeVar("T")
+MAX_INBOX_IDS = 100
 
 
 @Resolver("Mutation.register", schema_name=SCHEMA_NAME)
@@ -103,7 +107,7 @@ async def resolve_mark_read(
     try:
         data = await ctx.gateway.services.notifications.mark_read(args["id"], ctx.call)
     finally:
-        await ctx.gateway.cache.invalidate(user.user_id, (UNREAD,), "mutation")
+        await ctx.gateway.cache.invalidate(user.user_id, COUNTS, "mutation")
     return mapping.notification(data)
 
 
@@ -115,7 +119,92 @@ async def resolve_mark_all_read(
     try:
         return await ctx.gateway.services.notifications.mark_all_read(ctx.call)
     finally:
-        await ctx.gateway.cache.invalidate(user.user_id, (UNREAD,), "mutation")
+        await ctx.gateway.cache.invalidate(user.user_id, COUNTS, "mutation")
+
+
+def _ids(args: dict[str, Any], *, required: bool = True) -> list[str] | None:
+    raw = args.get("ids")
+    if raw is None and not required:
+        return None
+    ids = [str(i) for i in raw or []]
+    if len(ids) > MAX_INBOX_IDS:
+        raise bad_input(f"ids: at most {MAX_INBOX_IDS} per call", field="ids")
+    return ids
+
+
+async def _inbox_change(ctx: RequestContext, call: Callable[[], Awaitable[T]]) -> T:
+    """Run an inbox change; the cached counts go whatever the outcome (a failed call
+    may still have changed something)."""
+    user = ctx.user()
+    try:
+        return await call()
+    finally:
+        await ctx.gateway.cache.invalidate(user.user_id, COUNTS, "mutation")
+
+
+@Resolver("Mutation.markNotificationsRead", schema_name=SCHEMA_NAME)
+async def resolve_mark_many_read(
+    parent: Any, args: dict[str, Any], ctx: RequestContext, info: Any
+) -> int:
+    """Up to 100 ids read; others' and unknown ids are skipped, not counted."""
+    ids = _ids(args) or []
+    notes = ctx.gateway.services.notifications
+    return await _inbox_change(ctx, lambda: notes.mark_read_many(ids, ctx.call))
+
+
+@Resolver("Mutation.markNotificationsSeen", schema_name=SCHEMA_NAME)
+async def resolve_mark_seen(
+    parent: Any, args: dict[str, Any], ctx: RequestContext, info: Any
+) -> int:
+    """The given ids (none: every unseen one) seen; returns how many changed."""
+    ids = _ids(args, required=False)
+    notes = ctx.gateway.services.notifications
+    return await _inbox_change(ctx, lambda: notes.mark_seen(ids, ctx.call))
+
+
+@Resolver("Mutation.archiveNotification", schema_name=SCHEMA_NAME)
+async def resolve_archive(parent: Any, args: dict[str, Any], ctx: RequestContext, info: Any) -> Any:
+    notes = ctx.gateway.services.notifications
+    data = await _inbox_change(ctx, lambda: notes.change(args["id"], "archive", ctx.call))
+    return mapping.notification(data)
+
+
+@Resolver("Mutation.unarchiveNotification", schema_name=SCHEMA_NAME)
+async def resolve_unarchive(
+    parent: Any, args: dict[str, Any], ctx: RequestContext, info: Any
+) -> Any:
+    notes = ctx.gateway.services.notifications
+    data = await _inbox_change(ctx, lambda: notes.change(args["id"], "unarchive", ctx.call))
+    return mapping.notification(data)
+
+
+@Resolver("Mutation.archiveAllRead", schema_name=SCHEMA_NAME)
+async def resolve_archive_all_read(
+    parent: Any, args: dict[str, Any], ctx: RequestContext, info: Any
+) -> int:
+    notes = ctx.gateway.services.notifications
+    return await _inbox_change(ctx, lambda: notes.archive_all_read(ctx.call))
+
+
+@Resolver("Mutation.snoozeNotification", schema_name=SCHEMA_NAME)
+async def resolve_snooze(parent: Any, args: dict[str, Any], ctx: RequestContext, info: Any) -> Any:
+    """The service checks ``until`` (zone, future, ≤ 30 days: else BAD_USER_INPUT)."""
+    notes = ctx.gateway.services.notifications
+    until = str(args["until"])
+    data = await _inbox_change(
+        ctx, lambda: notes.change(args["id"], "snooze", ctx.call, until=until)
+    )
+    return mapping.notification(data)
+
+
+@Resolver("Mutation.deleteNotification", schema_name=SCHEMA_NAME)
+async def resolve_delete_notification(
+    parent: Any, args: dict[str, Any], ctx: RequestContext, info: Any
+) -> bool:
+    """Owner only: anyone else gets NOT_FOUND, as for an id that does not exist."""
+    notes = ctx.gateway.services.notifications
+    await _inbox_change(ctx, lambda: notes.delete(args["id"], ctx.call))
+    return True
 
 
 @Resolver("Mutation.trackActivity", schema_name=SCHEMA_NAME)

@@ -8,7 +8,7 @@ from typing import Any
 from tartiflette import Resolver
 
 from herald_gateway import mapping
-from herald_gateway.cache import ME, RECOMMENDATIONS, UNREAD
+from herald_gateway.cache import ME, RECOMMENDATIONS, UNREAD, UNSEEN
 from herald_gateway.clients.services import SERVICE_NAMES, dead_letters
 from herald_gateway.context import RequestContext
 from herald_gateway.engine import SCHEMA_NAME
@@ -48,6 +48,7 @@ async def resolve_notifications(
         after=args.get("after"),
         unread_only=bool(args.get("unreadOnly")),
         type_=enum_value(args.get("type")),
+        archived=bool(args.get("archived")),
     )
     return mapping.connection(page)
 
@@ -62,6 +63,20 @@ async def resolve_unread_count(
     services = ctx.gateway.services
     count = await ctx.gateway.cache.get_or_load(
         UNREAD, user.user_id, lambda: services.notifications.unread_count(ctx.call)
+    )
+    return int(count)
+
+
+@Resolver("Query.unseenCount", schema_name=SCHEMA_NAME)
+@once_per_request
+async def resolve_unseen_count(
+    parent: Any, args: dict[str, Any], ctx: RequestContext, info: Any
+) -> int:
+    """The badge: unseen notifications of the caller (cached like ``unreadCount``)."""
+    user = ctx.user()
+    services = ctx.gateway.services
+    count = await ctx.gateway.cache.get_or_load(
+        UNSEEN, user.user_id, lambda: services.notifications.unseen_count(ctx.call)
     )
     return int(count)
 

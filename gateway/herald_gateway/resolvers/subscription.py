@@ -1,4 +1,9 @@
-"""``notificationAdded``: the caller's new notifications from their Redis channel."""
+"""``notificationAdded`` and ``inboxChanged``: the caller's Redis channel.
+
+The channel carries two kinds of message: a notification (new, or back from a snooze)
+and ``{"event": "inbox_changed", ...}`` (with the new counts). Each subscription
+forwards its own kind only.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from herald_gateway.context import RequestContext
 from herald_gateway.engine import SCHEMA_NAME
 
 log = logging.getLogger(__name__)
+INBOX_CHANGED = "inbox_changed"
 
 
 @Subscription("Subscription.notificationAdded", schema_name=SCHEMA_NAME)
@@ -31,6 +37,8 @@ async def subscribe_notification_added(
                 continue
             try:
                 data = json.loads(message["data"])
+                if data.get("event") == INBOX_CHANGED:
+                    continue
                 node = mapping.notification(data)
             except (ValueError, KeyError, TypeError):
                 log.warning("unreadable real-time notification", extra={"user_id": user.user_id})
@@ -39,6 +47,36 @@ async def subscribe_notification_added(
             if node["userId"] != user.user_id:
                 continue
             yield {"notificationAdded": node}
+    finally:
+        try:
+            await pubsub.unsubscribe()
+            await pubsub.aclose()
+        except Exception:
+            log.debug("pubsub close failed", exc_info=True)
+
+
+@Subscription("Subscription.inboxChanged", schema_name=SCHEMA_NAME)
+async def subscribe_inbox_changed(
+    parent: Any, args: dict[str, Any], ctx: RequestContext, info: Any
+) -> AsyncIterator[dict[str, Any]]:
+    """Yields each change of the caller's inbox (from any tab or device) with the
+    counts after it, so a second tab's badge follows without a reload."""
+    user = ctx.user()
+    pubsub = ctx.gateway.redis.pubsub()
+    await pubsub.subscribe(user_channel(user.user_id))
+    try:
+        async for message in pubsub.listen():
+            if message.get("type") != "message":
+                continue
+            try:
+                data = json.loads(message["data"])
+                if data.get("event") != INBOX_CHANGED or data.get("user_id") != user.user_id:
+                    continue
+                change = mapping.inbox_change(data)
+            except (ValueError, KeyError, TypeError, AttributeError):
+                log.warning("unreadable inbox change", extra={"user_id": user.user_id})
+                continue
+            yield {"inboxChanged": change}
     finally:
         try:
             await pubsub.unsubscribe()
