@@ -25,37 +25,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import platform
-import socket
 import statistics
 import sys
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 import httpx
 import uvicorn
 from fastapi import FastAPI, Request
-from herald_common.auth import TokenIssuer, generate_private_key_pem
 from rich.console import Console
 from rich.table import Table
 
-ISSUER = TokenIssuer(generate_private_key_pem(), issuer="herald-users", audience="herald")
-
-
-def _token(user: str) -> str:
-    value, _ = ISSUER.issue(user, roles=[], ttl=timedelta(minutes=30))
-    return value
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from bench import support
 
 
 @dataclass
@@ -121,11 +105,6 @@ def _aliases(count: int, distinct: bool) -> str:
     return "{ " + " ".join(fields) + " }"
 
 
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 async def _scenario(
     url: str,
     service: Service,
@@ -173,7 +152,7 @@ async def _scenario(
         await asyncio.gather(*tasks)
     return {
         "p50": statistics.median(latencies),
-        "p95": _pct(latencies, 0.95),
+        "p95": support.percentile(latencies, 0.95),
         "max": max(latencies),
         "bob_requests": len(latencies),
         "bob_failures": failures,
@@ -184,59 +163,29 @@ async def _scenario(
 
 
 async def run(latency: float, capacity: int, attackers: int, seconds: float) -> list[list[str]]:
-    run_id = uuid.uuid4().hex[:8]
-    bob, mallory = _token("bob"), _token("mallory")
+    bench = support.Run("hostile")
+    bob, mallory = bench.token("bob"), bench.token("mallory")
     callers = {f"Bearer {bob}": "bob", f"Bearer {mallory}": "mallory"}
     service = _notifications(latency, capacity, callers)
-    service_port = _free_port()
+    service_port = support.free_port()
     servers = [await _serve(service.app, service_port)]
 
-    gateways: list[asyncio.subprocess.Process] = []
-
-    async def gateway(**overrides: Any) -> str:
-        port = _free_port()
+    def gateway(**overrides: Any) -> str:
         values: dict[str, Any] = {
-            "port": port,
-            "host": "127.0.0.1",
             "notifications_url": f"http://127.0.0.1:{service_port}",
             "cache_enabled": "false",
             "rate_limit_per_minute": 0,
-            "redis_prefix": f"herald:gw:bench{run_id}",
-            "cache_queue": f"gateway.cache.bench{run_id}",
-            "events_exchange": f"herald.events.bench{run_id}",
-            "dead_letter_exchange": f"herald.dlx.bench{run_id}",
             "log_level": "WARNING",
             **overrides,
         }
-        env = {
-            **os.environ,
-            "HERALD_JWT_PUBLIC_KEY_PEM": ISSUER.public_pem,
-            **{f"HERALD_GATEWAY_{k.upper()}": str(v) for k, v in values.items()},
-        }
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "herald_gateway",
-            env=env,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        gateways.append(process)
-        url = f"http://127.0.0.1:{port}"
-        async with httpx.AsyncClient(timeout=2) as client:
-            for _ in range(300):
-                try:
-                    if (await client.get(f"{url}/readyz")).status_code == 200:
-                        return url
-                except httpx.HTTPError:
-                    pass
-                if process.returncode is not None:
-                    break
-                await asyncio.sleep(0.1)
-        raise RuntimeError("the gateway did not start")
+        process = bench.component("gateway", **values)
+        bench.wait_ready(process)
+        assert process.url is not None
+        return process.url
 
-    limited = await gateway()
-    unlimited = await gateway(
+    limited = await asyncio.to_thread(gateway)
+    unlimited = await asyncio.to_thread(
+        gateway,
         max_service_calls_per_request=1000,
         max_concurrent_calls_per_caller=100_000,
         max_concurrent_requests_per_caller=100_000,
@@ -284,36 +233,10 @@ async def run(latency: float, capacity: int, attackers: int, seconds: float) -> 
         )
         return rows
     finally:
-        for process in gateways:
-            process.terminate()
-            await asyncio.wait_for(process.wait(), 30)
+        await asyncio.to_thread(bench.close)
         for server, task in reversed(servers):
             server.should_exit = True
             await task
-        await _cleanup(run_id)
-
-
-async def _cleanup(run_id: str) -> None:
-    import aio_pika
-    from herald_common.settings import HeraldSettings
-
-    settings = HeraldSettings()
-    connection = await aio_pika.connect(settings.amqp_url.get_secret_value())
-    async with connection:
-        channel = await connection.channel()
-        queue = f"gateway.cache.bench{run_id}"
-        for name in [queue, f"{queue}.dlq"] + [
-            f"{queue}.retry.{i}" for i in range(len(settings.retry_delays_ms))
-        ]:
-            try:
-                await channel.queue_delete(name)
-            except Exception:  # noqa: BLE001 - best effort
-                channel = await connection.channel()
-        for exchange in (f"herald.events.bench{run_id}", f"herald.dlx.bench{run_id}"):
-            try:
-                await channel.exchange_delete(exchange)
-            except Exception:  # noqa: BLE001 - best effort
-                channel = await connection.channel()
 
 
 def main() -> None:
@@ -323,7 +246,9 @@ def main() -> None:
     parser.add_argument("--attackers", type=int, default=12, help="concurrent hostile requests")
     parser.add_argument("--seconds", type=float, default=8.0, help="measuring time per scenario")
     args = parser.parse_args()
-    rows = asyncio.run(run(args.latency, args.capacity, args.attackers, args.seconds))
+    with support.Sampler({}) as sampler:
+        rows = asyncio.run(run(args.latency, args.capacity, args.attackers, args.seconds))
+    load = sampler.load_text()
     table = Table(
         title=(
             f"Bob's {{ unreadCount }} while Mallory attacks ({args.attackers} concurrent; service "
@@ -331,7 +256,7 @@ def main() -> None:
             f"{platform.python_version()})"
         )
     )
-    for column in (
+    header = [
         "scenario",
         "Bob p50 ms",
         "p95 ms",
@@ -340,11 +265,22 @@ def main() -> None:
         "Bob errors",
         "Mallory req/s",
         "Mallory calls in flight (max)",
-    ):
+    ]
+    for column in header:
         table.add_column(column)
     for row in rows:
         table.add_row(*row)
     Console(width=200).print(table)
+    support.append_results(
+        "Alias amplification and fairness",
+        "python -m bench.hostile " + " ".join(sys.argv[1:]),
+        f"{args.attackers} concurrent hostile loops, stand-in service {args.latency * 1000:.0f} "
+        f"ms/call with {args.capacity} at once, {args.seconds:g} s per scenario; the ceiling "
+        "is Bob's own baseline in the same run",
+        header,
+        rows,
+        load=load,
+    )
 
 
 if __name__ == "__main__":

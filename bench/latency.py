@@ -33,6 +33,7 @@ from herald_common.events import NotificationRequested, make_event
 from herald_common.messaging import Broker
 from rich.progress import Progress
 from websockets.asyncio.client import connect
+from websockets.typing import Subprotocol
 
 from bench import ceilings, support
 
@@ -43,7 +44,8 @@ TRACK = "mutation Track($e: [ActivityInput!]!) { trackActivity(events: $e) }"
 async def subscriber(
     url: str, token: str, received: dict[str, float], ready: asyncio.Event
 ) -> None:
-    async with connect(url, subprotocols=["graphql-transport-ws"], max_size=2**22) as ws:
+    protocols = [Subprotocol("graphql-transport-ws")]
+    async with connect(url, subprotocols=protocols, max_size=2**22) as ws:
         init = {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
         await ws.send(json.dumps(init))
         ack = json.loads(await ws.recv())
@@ -70,7 +72,7 @@ def request(user_id: str, kind: str, key: str, data: dict[str, Any]) -> Any:
         NotificationRequested(
             idempotency_key=key,
             user_id=user_id,
-            type=kind,  # type: ignore[arg-type]
+            type=kind,
             content={"title": "Your order shipped", "body": "On its way", "data": data},
             source="bench",
             requested_at=datetime.now(UTC),

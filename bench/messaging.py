@@ -1,28 +1,28 @@
 """Messaging benchmarks against the real broker: confirmed publish throughput and
 publish-to-handler latency through a Herald consumer (retry/DLQ topology included).
 
-    python -m bench [--messages 5000] [--concurrency 50]
+    python -m bench.messaging [--messages 5000] [--concurrency 50]
 
-Prints throughput, p50/p99 latency and peak memory; nothing here asserts a threshold.
+Prints throughput, p50/p99 latency and peak memory beside the bare aio-pika ceiling
+measured in the same run (same broker, same persistence and confirms, no Herald
+topology), and appends them to ``bench/RESULTS.md``; nothing here asserts a threshold.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import platform
 import resource
-import statistics
+import sys
 import time
-import uuid
 from datetime import UTC, datetime
 
 from herald_common.events import Envelope, NotificationRequested, make_event
 from herald_common.messaging import Broker
 from herald_common.settings import HeraldSettings
-from rich.console import Console
 from rich.progress import track
-from rich.table import Table
+
+from bench import ceilings, support
 
 
 def _event(i: int) -> Envelope:
@@ -40,18 +40,10 @@ def _event(i: int) -> Envelope:
     )
 
 
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-async def run(messages: int, concurrency: int) -> list[tuple[str, str]]:
-    run_id = uuid.uuid4().hex[:8]
-    settings = HeraldSettings(
-        service_name="bench",
-        events_exchange=f"herald.events.bench{run_id}",
-        dead_letter_exchange=f"herald.dlx.bench{run_id}",
-    )
+async def run(bench: support.Run, messages: int, concurrency: int) -> list[tuple[str, str, str]]:
+    bare_one = await ceilings.amqp(bench, max(50, messages // 5), 1)
+    bare_many = await ceilings.amqp(bench, messages, concurrency)
+    settings: HeraldSettings = bench.broker_settings()
     publisher = Broker(settings, source="bench-pub")
     consumer = Broker(settings, source="bench-sub")
     await publisher.connect()
@@ -65,10 +57,10 @@ async def run(messages: int, concurrency: int) -> list[tuple[str, str]]:
         if len(latencies) >= 2 * messages:
             done.set()
 
-    queue = f"bench.{run_id}"
+    queue = bench.queue("messaging")
     await consumer.consume(queue, ["notification.requested"], handler, prefetch=200)
     events = [_event(i) for i in range(2 * messages)]
-    rows: list[tuple[str, str]] = []
+    rows: list[tuple[str, str, str]] = []
     try:
         # 1. One publish at a time: each waits for its confirm.
         started = time.perf_counter()
@@ -90,15 +82,41 @@ async def run(messages: int, concurrency: int) -> list[tuple[str, str]]:
         conc = time.perf_counter() - started
         await asyncio.wait_for(done.wait(), timeout=300)
 
+        lat = support.latency_summary(latencies)
+        seq_rate, conc_rate = messages / seq, messages / conc
         rows = [
-            ("messages per run", f"{messages}"),
-            ("confirmed publishes/s, sequential", f"{messages / seq:,.0f}"),
-            (f"confirmed publishes/s, {concurrency} in flight", f"{messages / conc:,.0f}"),
-            ("publish→handler latency p50", f"{statistics.median(latencies) * 1000:.1f} ms"),
-            ("publish→handler latency p99", f"{_pct(latencies, 0.99) * 1000:.1f} ms"),
+            ("messages per run", f"{messages}", ""),
+            (
+                "bare aio-pika publishes/s, 1 in flight (ceiling)",
+                f"{bare_one['publish_rate']:,.0f}",
+                "1.00",
+            ),
+            (
+                "Broker.publish/s, sequential",
+                f"{seq_rate:,.0f}",
+                support.ratio(seq_rate, bare_one["publish_rate"]),
+            ),
+            (
+                f"bare aio-pika publishes/s, {concurrency} in flight (ceiling)",
+                f"{bare_many['publish_rate']:,.0f}",
+                "1.00",
+            ),
+            (
+                f"Broker.publish/s, {concurrency} in flight",
+                f"{conc_rate:,.0f}",
+                support.ratio(conc_rate, bare_many["publish_rate"]),
+            ),
+            ("bare publish → consume latency p50 (ceiling)", f"{bare_one['p50']:.1f} ms", "1.00"),
+            (
+                "publish → Herald handler latency p50",
+                f"{lat['p50']:.1f} ms",
+                support.ratio(lat["p50"], bare_one["p50"]),
+            ),
+            ("publish → Herald handler latency p99", f"{lat['p99']:.1f} ms", ""),
             (
                 "peak RSS of this process",
                 f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB",
+                "",
             ),
         ]
     finally:
@@ -107,20 +125,26 @@ async def run(messages: int, concurrency: int) -> list[tuple[str, str]]:
     return rows
 
 
-def main() -> None:
+HEADER = ["measure", "value", "ratio to ceiling"]
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=50)
-    args = parser.parse_args()
-    rows = asyncio.run(run(args.messages, args.concurrency))
-    table = Table(
-        title=f"Herald messaging ({platform.machine()}, Python {platform.python_version()})"
+    args = parser.parse_args(argv)
+    with support.Run("messaging") as bench, support.Sampler({}) as sampler:
+        rows = asyncio.run(run(bench, args.messages, args.concurrency))
+    support.print_table("Herald messaging", HEADER, rows)
+    support.append_results(
+        "Messaging",
+        "python -m bench.messaging " + " ".join(sys.argv[1:] if argv is None else argv),
+        f"{args.messages} persistent confirmed messages per phase; publisher and consumer "
+        "(retry/DLQ topology, prefetch 200) in this process",
+        HEADER,
+        rows,
+        load=sampler.load_text(),
     )
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    for row in rows:
-        table.add_row(*row)
-    Console().print(table)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import os
 import platform
 import secrets
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -37,13 +38,10 @@ from kubernetes import client, watch
 from rich.console import Console
 from rich.table import Table
 
+from bench import support
+
 REPO = Path(__file__).resolve().parents[1]
 GROUP, VERSION, PLURAL = "herald.io", "v1alpha1", "notificationcampaigns"
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def _campaign(name: str) -> dict[str, Any]:
@@ -216,7 +214,7 @@ def bench(kubeconfig: str, samples: int, campaigns: int) -> list[tuple[str, str]
         )
         rows = [
             ("apply → CronJob exists, p50", f"{statistics.median(latencies) * 1000:.0f} ms"),
-            ("apply → CronJob exists, p99", f"{_pct(latencies, 0.99) * 1000:.0f} ms"),
+            ("apply → CronJob exists, p99", f"{support.percentile(latencies, 0.99) * 1000:.0f} ms"),
             ("apply → CronJob exists, samples", f"{samples}"),
             (f"{campaigns} campaigns created (8 clients)", f"{applied:.1f} s"),
             (f"{campaigns} campaigns all Ready with their CronJob", f"{total:.1f} s"),
@@ -254,7 +252,8 @@ def main() -> None:
         plane = start_control_plane(Path(tempfile.mkdtemp(prefix="herald-bench-kube-")))
         kubeconfig = plane.kubeconfig
     try:
-        rows = bench(kubeconfig, args.latency_samples, args.campaigns)
+        with support.Sampler({}) as sampler:
+            rows = bench(kubeconfig, args.latency_samples, args.campaigns)
     finally:
         if plane is not None and plane.process is not None:
             stop_process(plane.process)
@@ -269,6 +268,15 @@ def main() -> None:
     for row in rows:
         table.add_row(*row)
     Console().print(table)
+    support.append_results(
+        "Operator",
+        "python -m bench.operator " + " ".join(sys.argv[1:]),
+        f"{args.latency_samples} latency samples, {args.campaigns} campaigns; the test control "
+        "plane of dev/testenv, the operator in this process (one replica, default settings)",
+        ["measure", "value"],
+        rows,
+        load=sampler.load_text(),
+    )
 
 
 if __name__ == "__main__":

@@ -156,6 +156,7 @@ class Run:
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     processes: list[Process] = field(default_factory=list)
     databases: set[str] = field(default_factory=set)
+    queues: set[str] = field(default_factory=set)
     vhost: str | None = None
     issuer: TokenIssuer = field(
         default_factory=lambda: TokenIssuer(
@@ -166,6 +167,7 @@ class Run:
     def __post_init__(self) -> None:
         self.dir = RUN_ROOT / f"{self.label}-{self.run_id}"
         self.dir.mkdir(parents=True, exist_ok=True)
+        print(f"run {self.label}-{self.run_id}: logs in {self.dir.relative_to(ROOT)}", flush=True)
         self.amqp_url = AMQP
         self.mongo_url = MONGO
 
@@ -185,7 +187,10 @@ class Run:
         return f"herald.dlx.bench{self.run_id}"
 
     def queue(self, name: str) -> str:
-        return f"bench{self.run_id}.{name}"
+        """An isolated queue name (deleted by :meth:`close` with its retry and DLQs)."""
+        full = f"bench{self.run_id}.{name}"
+        self.queues.add(full)
+        return full
 
     @property
     def redis_prefix(self) -> str:
@@ -327,20 +332,8 @@ def _delete_amqp(run: Run) -> None:
 
     import aio_pika
 
-    bases = [
-        run.queue(name)
-        for name in (
-            "gateway.cache",
-            "notifications.users",
-            "notifications.requests",
-            "recommendations.activity",
-            "recommendations.users",
-            "scheduler.users",
-            "scheduler.activity",
-            "scheduler.campaigns",
-            "sink",
-        )
-    ]
+    scheduler = f"bench{run.run_id}.scheduler"
+    bases = [*run.queues, *(f"{scheduler}.{n}" for n in ("users", "activity", "campaigns"))]
     names = [
         n for base in bases for n in (base, f"{base}.dlq", *(f"{base}.retry.{i}" for i in range(5)))
     ]
