@@ -80,6 +80,8 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy services/common/herald_common services/*/herald_* gateway/herald_gateway
 
+# Every benchmark at its full size (bench/README.md); BENCH_ARGS=--smoke for tiny sizes,
+# BENCH_ARGS="inbox fanout" for some of them.
 bench: venv infra
 	$(PY) -m bench $(BENCH_ARGS)
 
