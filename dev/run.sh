@@ -12,7 +12,7 @@
 #   logs [COMPONENT]
 #            the last lines of every log, or follow one component's log
 #
-# Components: users 4001, notifications 4002, recommendations 4003, scheduler 4004 (all
+# Components: a local SMTP server on 127.0.0.1:2525 (mail kept in .run/mail/), users 4001, notifications 4002, recommendations 4003, scheduler 4004 (all
 # on 127.0.0.1), the scheduler's local runner (campaign and schedule files in
 # examples/campaigns and examples/schedules), and the gateway on 0.0.0.0:5000 (the only
 # public listener). A component whose package is not installed is skipped with a note.
@@ -26,6 +26,8 @@
 #   HERALD_SEED_USERS, HERALD_SEED_PRODUCTS, HERALD_SEED_EVENTS   mock data size [60, 300, 6000]
 #   HERALD_RUN_SKIP_INFRA     1: do not run dev/infra.sh up (the URLs are given) [0]
 #   HERALD_RUN_TIMEOUT        seconds to wait for each component [120]
+#   HERALD_NOTIFICATIONS_SMTP_PORT   the local SMTP server's port [2525]
+#   HERALD_MAIL_DIR           where it keeps every message as a .eml file [.run/mail]
 #   HERALD_MONGODB_URI, HERALD_AMQP_URL, HERALD_REDIS_URL, HERALD_EVENTS_EXCHANGE, ...
 #                             passed through to every component
 set -euo pipefail
@@ -44,9 +46,14 @@ RECOMMENDATIONS_PORT="${HERALD_RECOMMENDATIONS_PORT:-4003}"
 SCHEDULER_PORT="${HERALD_SCHEDULER_PORT:-4004}"
 GATEWAY_PORT="${HERALD_GATEWAY_PORT:-5000}"
 GATEWAY_HOST="${HERALD_GATEWAY_HOST:-0.0.0.0}"
+# The local SMTP server (herald_testing.mailbox): every email the notifications service
+# sends is kept as a .eml file in MAIL_DIR.
+SMTP_PORT="${HERALD_NOTIFICATIONS_SMTP_PORT:-2525}"
+MAIL_DIR="${HERALD_MAIL_DIR:-$REPO_ROOT/.run/mail}"
 
 # name:port:python-module:command  (port "-" = no HTTP endpoint)
 COMPONENTS=(
+  "smtp:-:herald_testing:-m herald_testing.mailbox --host 127.0.0.1 --port $SMTP_PORT --dir $MAIL_DIR"
   "users:$USERS_PORT:herald_users:-m herald_users"
   "notifications:$NOTIFICATIONS_PORT:herald_notifications:-m herald_notifications"
   "recommendations:$RECOMMENDATIONS_PORT:herald_recommendations:-m herald_recommendations"
@@ -222,6 +229,7 @@ Herald is up.
   Example operations:                                            examples/graphql/
   Admin account (local only): admin@herald.local / herald-admin-local
     (HERALD_USERS_ADMIN_EMAIL / HERALD_USERS_ADMIN_PASSWORD override it; see services/users/README.md)
+  Emails (local SMTP server on 127.0.0.1:$SMTP_PORT): ${MAIL_DIR#"$REPO_ROOT"/}/*.eml
   Logs: ${LOG_DIR#"$REPO_ROOT"/}/   Stop: make down
 EOF
 }

@@ -23,6 +23,7 @@ _MODULES = [
     "herald_gateway.resolvers.mutation",
     "herald_gateway.resolvers.subscription",
     "herald_gateway.resolvers.types",
+    "herald_gateway.resolvers.why",
 ]
 
 _engine: Engine | None = None

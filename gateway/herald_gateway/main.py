@@ -21,6 +21,7 @@ from herald_gateway.gateway import Gateway
 from herald_gateway.ratelimit import RateLimiter
 from herald_gateway.revocations import Revocations
 from herald_gateway.transport.http import make_routes
+from herald_gateway.transport.unsubscribe import make_unsubscribe_routes
 from herald_gateway.transport.ws import graphql_websocket
 
 CACHE_BINDINGS = ["user.*", "notification.*", "order.*"]
@@ -89,6 +90,7 @@ def create_app(
         return gateway
 
     make_routes(app, gateway_of)
+    make_unsubscribe_routes(app, gateway_of)
 
     @app.websocket("/graphql")
     async def graphql_ws(websocket: WebSocket) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from herald_gateway.reasons import notification_reason
+
 
 def _enum(value: Any) -> str | None:
     return None if value is None else str(value).upper()
@@ -92,6 +94,7 @@ def notification(n: dict[str, Any]) -> dict[str, Any]:
         "snoozedUntil": _text(pick("snoozed_until", "snoozedUntil")),
         "collapseKey": pick("collapse_key", "collapseKey"),
         "source": n.get("source"),
+        "reason": notification_reason(n),
     }
 
 

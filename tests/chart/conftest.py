@@ -32,6 +32,13 @@ EXTRA_SETS: dict[str, list[str]] = {
     ],
     "hpa": [f"{c}.autoscaling.enabled=true" for c in ("users", "gateway", "notifications")],
     "cluster-wide-operator": ["operator.watchNamespaces={*}"],
+    "email": [
+        "ingress.host=shop.example.com",
+        "ingress.tls.enabled=true",
+        "notifications.email.smtp.host=smtp.example.com",
+        "notifications.email.smtp.existingSecret=relay-credentials",
+        "notifications.email.egressCidrs={192.0.2.0/24}",
+    ],
     "external-urls": [
         "mongodb.enabled=false",
         "mongodb.external.uri=mongodb://db.example.com:27017/?replicaSet=rs0",

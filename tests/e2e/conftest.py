@@ -102,6 +102,10 @@ def herald(infra: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> I
     }
     for name in ("USERS", "NOTIFICATIONS", "RECOMMENDATIONS", "SCHEDULER", "GATEWAY"):
         env[f"HERALD_{name}_PORT"] = str(free_port())
+    # The run's own SMTP server (dev/run.sh starts it) and unsubscribe links to this gateway.
+    env["HERALD_NOTIFICATIONS_SMTP_PORT"] = str(free_port())
+    env["HERALD_MAIL_DIR"] = str(run_dir / "mail")
+    env["HERALD_NOTIFICATIONS_PUBLIC_URL"] = f"http://127.0.0.1:{env['HERALD_GATEWAY_PORT']}"
     if own_vhost:
         env["HERALD_AMQP_URL"] = urlunparse(amqp._replace(path=f"/{vhost}"))
     else:
@@ -111,6 +115,7 @@ def herald(infra: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> I
         suffix = f"e2e{run_id}"
         env["HERALD_NOTIFICATIONS_USERS_QUEUE"] = f"notifications.users.{suffix}"
         env["HERALD_NOTIFICATIONS_REQUESTS_QUEUE"] = f"notifications.requests.{suffix}"
+        env["HERALD_NOTIFICATIONS_EMAIL_QUEUE"] = f"notifications.email.{suffix}"
         env["HERALD_RECOMMENDATIONS_ACTIVITY_QUEUE"] = f"recommendations.activity.{suffix}"
         env["HERALD_RECOMMENDATIONS_USERS_QUEUE"] = f"recommendations.users.{suffix}"
         env["HERALD_SCHEDULER_QUEUE_PREFIX"] = f"scheduler.{suffix}"

@@ -181,6 +181,8 @@ def test_install_and_upgrade_keep_generated_secrets(
 
     helm("install", release, str(CHART), "--skip-crds")
     jwt, infra = secret(f"{release}-herald-jwt"), secret(f"{release}-herald-infra")
+    unsubscribe = secret(f"{release}-herald-unsubscribe")
+    assert len(unsubscribe["unsubscribe-secret"]) == 32
     assert "PRIVATE KEY-----" in jwt["private-key.pem"]
     broker = secret(f"{release}-herald-rabbitmq-config")["rabbitmq.conf"]
     assert f"default_pass = {infra['rabbitmq-password']}" in broker
@@ -188,6 +190,7 @@ def test_install_and_upgrade_keep_generated_secrets(
     helm("upgrade", release, str(CHART), "--skip-crds", "--set", "logLevel=DEBUG")
     assert secret(f"{release}-herald-jwt") == jwt
     assert secret(f"{release}-herald-infra") == infra
+    assert secret(f"{release}-herald-unsubscribe") == unsubscribe  # mailed links keep working
     assert secret(f"{release}-herald-rabbitmq-config")["rabbitmq.conf"] == broker
     notes = helm("status", release)
     assert "/graphql" in notes
