@@ -135,6 +135,11 @@ def notifications_app(verifier: TokenVerifier, rec: Recorder):
             "sent_at": "2024-05-01T12:00:00+00:00",
             "read": False,
             "read_at": None,
+            "seen": False,
+            "seen_at": None,
+            "archived": False,
+            "archived_at": None,
+            "snoozed_until": None,
             "collapse_key": None,
             "source": "scheduler",
         }
@@ -175,7 +180,13 @@ def notifications_app(verifier: TokenVerifier, rec: Recorder):
 
 
 PRODUCTS = {
-    f"p{i}": {"id": f"p{i}", "name": f"Product {i}", "category": "laptops", "price": 10.0 * i}
+    f"p{i}": {
+        "id": f"p{i}",
+        "name": f"Product {i}",
+        "category": "laptops",
+        "price": 10.0 * i,
+        "popularity": 1.0 / i,
+    }
     for i in range(1, 30)
 }
 
@@ -200,7 +211,12 @@ def recommendations_app(verifier: TokenVerifier, rec: Recorder):
             }
             for i in range(1, first + 1)
         ]
-        return {"user_id": p.user_id, "model_version": "t", "generated_at": "x", "items": items}
+        return {
+            "user_id": p.user_id,
+            "model_version": "t",
+            "generated_at": "2024-05-01T12:00:00+00:00",
+            "items": items,
+        }
 
     return app
 
@@ -234,14 +250,16 @@ def scheduler_app(verifier: TokenVerifier, rec: Recorder):
             "campaign": name,
             "type": "promotion",
             "dry_run": body.get("dry_run", False),
-            "status": "completed",
+            "status": "succeeded" if body.get("dry_run") else "running",
             "audience_size": 2,
-            "sent": 0 if body.get("dry_run") else 2,
+            "sent": 0,
             "suppressed": 0,
+            "suppressed_reasons": {"opted_out": 0, "not_in_segment": 0},
             "failed": 0,
             "samples": [],
+            "error": None,
             "started_at": "2024-05-01T12:00:00+00:00",
-            "finished_at": "2024-05-01T12:00:01+00:00",
+            "finished_at": "2024-05-01T12:00:01+00:00" if body.get("dry_run") else None,
         }
 
     @app.get("/v1/campaigns/runs")
