@@ -11,10 +11,15 @@ from datetime import datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 NOTIFICATION_TYPES = ("promotion", "order_update", "recommendation")
 CHANNELS = ("in_app", "email", "push")
+# Types a digest may hold; order updates are transactional and never held.
+DIGEST_TYPES = ("promotion", "recommendation")
+DigestFrequency = Literal["off", "hourly", "daily"]
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
@@ -43,6 +48,45 @@ class QuietHours(BaseModel):
         if start < end:
             return start <= local < end
         return local >= start or local < end
+
+
+class DigestPreference(BaseModel):
+    """Hold notifications of ``types`` and deliver them together: every hour (on the
+    hour) or every day at ``at``, both in the user's time zone."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    frequency: DigestFrequency = "off"
+    at: str | None = Field(default=None, description="HH:MM, 24h clock (daily digests)")
+    types: list[str] = Field(default_factory=lambda: list(DIGEST_TYPES))
+
+    @field_validator("at")
+    @classmethod
+    def _hhmm(cls, value: str | None) -> str | None:
+        if value is not None and not _HHMM.match(value):
+            raise ValueError("must be a time of day as HH:MM (00:00-23:59)")
+        return value
+
+    @field_validator("types")
+    @classmethod
+    def _types(cls, value: list[str]) -> list[str]:
+        if "order_update" in value:
+            raise ValueError("order updates are never held for a digest")
+        unknown = sorted(set(value) - set(DIGEST_TYPES))
+        if unknown:
+            raise ValueError(f"unknown type(s) {unknown}; allowed: {list(DIGEST_TYPES)}")
+        if not value:
+            raise ValueError("give at least one type (or frequency off)")
+        return [t for t in DIGEST_TYPES if t in value]
+
+    @model_validator(mode="after")
+    def _daily_needs_at(self) -> DigestPreference:
+        if self.frequency == "daily" and self.at is None:
+            raise ValueError("at: a daily digest needs a time of day (HH:MM)")
+        return self
+
+    def holds(self, notification_type: str) -> bool:
+        return self.frequency != "off" and notification_type in self.types
 
 
 @lru_cache(maxsize=1)
@@ -83,6 +127,7 @@ class Preferences(BaseModel):
     quiet_hours: QuietHours | None = None
     timezone: str = "UTC"
     max_promotions_per_day: int | None = Field(default=None, ge=0, le=1000)
+    digest: DigestPreference = Field(default_factory=DigestPreference)
 
     @field_validator("timezone")
     @classmethod
@@ -130,6 +175,8 @@ class Preferences(BaseModel):
         changes = patch.model_dump(exclude_unset=True)
         if "quiet_hours" in changes and changes["quiet_hours"] is not None:
             changes["quiet_hours"] = QuietHours(**changes["quiet_hours"])
+        if "digest" in changes:
+            changes["digest"] = DigestPreference(**(changes["digest"] or {}))
         return Preferences.model_validate({**self.model_dump(), **changes})
 
 
@@ -148,6 +195,7 @@ class PreferencesPatch(BaseModel):
     quiet_hours: QuietHours | None = None
     timezone: str | None = None
     max_promotions_per_day: int | None = Field(default=None, ge=0, le=1000)
+    digest: DigestPreference | None = None  # null: digests off
 
     @field_validator("timezone")
     @classmethod

@@ -52,6 +52,38 @@ async def test_update_profile(users) -> None:
         assert bad.status_code == 400 and bad.json()["error"]["field"] == field, body
 
 
+async def test_digest_preference_is_validated_and_kept(users) -> None:
+    ann = await users.register("ann@example.com")
+    auth = users.bearer(ann["access_token"])
+
+    async def patch(body):
+        return await users.client.patch("/v1/users/me/preferences", json=body, headers=auth)
+
+    r = await patch({"digest": {"frequency": "daily", "at": "08:00", "types": ["promotion"]}})
+    assert r.status_code == 200, r.text
+    assert r.json()["preferences"]["digest"] == {
+        "frequency": "daily",
+        "at": "08:00",
+        "types": ["promotion"],
+    }
+    for bad in (
+        {"frequency": "hourly", "types": ["order_update"]},  # never held
+        {"frequency": "hourly", "types": ["digest"]},
+        {"frequency": "daily"},  # a daily digest needs its time
+        {"frequency": "daily", "at": "8am"},
+        {"frequency": "weekly"},
+    ):
+        r = await patch({"digest": bad})
+        assert r.status_code == 400, (bad, r.text)
+        error = r.json()["error"]
+        assert error["code"] == "BAD_USER_INPUT" and error["field"].startswith("digest"), bad
+    # The refused updates changed nothing; another field leaves the digest alone.
+    r = await patch({"promotions": False})
+    assert r.json()["preferences"]["digest"]["frequency"] == "daily"
+    r = await patch({"digest": None})
+    assert r.json()["preferences"]["digest"]["frequency"] == "off"
+
+
 async def test_partial_preference_updates(users) -> None:
     ann = await users.register("ann@example.com")
     auth = users.bearer(ann["access_token"])
@@ -69,6 +101,7 @@ async def test_partial_preference_updates(users) -> None:
         "quiet_hours": None,
         "timezone": "UTC",
         "max_promotions_per_day": None,
+        "digest": {"frequency": "off", "at": None, "types": ["promotion", "recommendation"]},
     }
     r = await patch(
         {
