@@ -444,7 +444,7 @@ def test_prometheus_may_scrape_only_when_monitoring_is_on(render: Render) -> Non
 
     assert scrapers(render()) == set()
     assert scrapers(render(["values-monitoring.yaml"])) == {
-        f"{FULLNAME}-{c}" for c in [*COMPONENTS, "rabbitmq"]
+        f"{FULLNAME}-{c}" for c in [*COMPONENTS, "rabbitmq", "operator"]
     }
 
 
@@ -481,6 +481,21 @@ def test_monitoring_on_renders_servicemonitors_rules_and_dashboards(render: Rend
             assert ep["path"] == (
                 "/metrics/per-object" if component_of(m) == "rabbitmq" else "/metrics"
             )
+    # The operator has no Service: a PodMonitor scrapes its pods' /metrics port, which
+    # its NetworkPolicy opens to Prometheus (and only when monitoring is on).
+    (pm,) = by_kind(docs, "PodMonitor")
+    assert pm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    operator = one(docs, "Deployment", f"{FULLNAME}-operator")["spec"]["template"]
+    assert matches(pm["spec"]["selector"], operator["metadata"]["labels"])
+    (container,) = operator["spec"]["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert [ep["port"] for ep in pm["spec"]["podMetricsEndpoints"]] == ["http"]
+    assert pm["spec"]["podMetricsEndpoints"][0]["path"] == "/metrics"
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["HERALD_OPERATOR_HEALTH_PORT"] == str(ports["http"])
+    np = one(docs, "NetworkPolicy", f"{FULLNAME}-operator")
+    assert [p["port"] for r in np["spec"]["ingress"] for p in r["ports"]] == [ports["http"]]
+    assert one(render(), "NetworkPolicy", f"{FULLNAME}-operator")["spec"]["ingress"] == []
     (rule,) = by_kind(docs, "PrometheusRule")
     assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     source = yaml.safe_load((CHART / "files" / "prometheus-rules.yaml").read_text())

@@ -26,6 +26,7 @@ pytestmark = pytest.mark.kube
 MONITORING_CRDS = [
     ("servicemonitors", "ServiceMonitor"),
     ("prometheusrules", "PrometheusRule"),
+    ("podmonitors", "PodMonitor"),
 ]
 
 
@@ -144,7 +145,7 @@ def test_every_rendered_object_is_accepted_by_the_api_server(
     kinds = {d["kind"] for d in docs}
     assert {"Deployment", "Service", "NetworkPolicy", "Role", "ClusterRole", "Secret"} <= kinds
     if name == "monitoring":
-        assert {"ServiceMonitor", "PrometheusRule"} <= kinds
+        assert {"ServiceMonitor", "PodMonitor", "PrometheusRule"} <= kinds
 
 
 def test_install_and_upgrade_keep_generated_secrets(
