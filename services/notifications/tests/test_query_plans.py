@@ -21,8 +21,9 @@ from herald_common.events import NotificationRequested
 from herald_common.outbox import OutboxRelay
 from herald_common.preferences import Preferences
 from herald_common.replica_cache import UserCache
-from herald_notifications import delivery, inbox, inbox_store
+from herald_notifications import delivery, delivery_log, inbox, inbox_store
 from herald_notifications.decisions import Decision, DeliveryPolicy
+from herald_notifications.email import state as email_state
 from herald_notifications.models import (
     PROMOTION_DAYS,
     VERSIONS,
@@ -112,6 +113,24 @@ def _seed(now: datetime) -> None:
     DeliveryRecord._get_collection().insert_many(records)
 
 
+def _seed_emails(now: datetime) -> None:
+    email_state.emails().insert_many(
+        [
+            {
+                "_id": f"n-{i}",
+                "user_id": f"u{i % USERS:04d}",
+                "type": "order_update",
+                "to": f"u{i % USERS:04d}@example.com",
+                "state": "sent",
+                "attempts": 1,
+                "queued_at": now - timedelta(days=i % 100),
+                "day": (now - timedelta(days=i % 100)).date().isoformat(),
+            }
+            for i in range(USERS * 5)
+        ]
+    )
+
+
 def test_every_query_of_the_notifications_service_is_index_served(make_settings) -> None:
     settings = make_settings()
     recorder = recorder_for(settings.mongodb_db)
@@ -121,6 +140,8 @@ def test_every_query_of_the_notifications_service_is_index_served(make_settings)
         replica.ensure_indexes()
         OutboxRelay(broker=None, documents=[Notification]).ensure_indexes()  # type: ignore[arg-type]
         _seed(NOW)
+        email_state.ensure_indexes()
+        _seed_emails(NOW)
         refresh_statistics(db)
         policy = DeliveryPolicy(quiet_hours_types=frozenset({"promotion", "recommendation"}))
         user = Principal(user_id="u0007")
@@ -152,6 +173,15 @@ def test_every_query_of_the_notifications_service_is_index_served(make_settings)
             inbox_store.wake_snoozed(NOW + timedelta(minutes=5), source="test")
             inbox_store.wake_snoozed(until + timedelta(hours=2), source="test")
             inbox.list_deliveries("u0009")
+            # The delivery log (keyset pages) and the email channel's state.
+            log = delivery_log.page("u0009", first=2)
+            delivery_log.page("u0009", first=2, after=log["page_info"]["end_cursor"])
+            email_state.queue(
+                "n-new", user_id="u0009", type_="promotion", to="x@example.com", now=NOW, day="d"
+            )
+            email_state.attempted("n-new", "sent", NOW)
+            email_state.get("n-3")
+            delivery._purge_days("emails", email_state.emails(), {}, NOW.date())
             requests = [
                 _request("new-promo", "u0010", "promotion"),
                 _request("new-order", "u0011", "order_update", collapse_key="o11-1"),
