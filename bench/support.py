@@ -542,8 +542,9 @@ async def http_load(
     warmup: float = 1.0,
 ) -> Load:
     """``concurrency`` connections, each sending ``request(i)`` → ``(method, path, json,
-    headers)`` one after another for ``warmup`` + ``seconds``; only the last ``seconds``
-    are measured. A non-200 answer or a GraphQL ``errors`` counts as an error."""
+    headers)`` one after another for ``warmup`` + ``seconds``. Requests sent during the
+    last ``seconds`` are measured; the window closes when the last of them completes.
+    A non-200 answer or a GraphQL ``errors`` counts as an error."""
     import asyncio
 
     import aiohttp
@@ -552,42 +553,50 @@ async def http_load(
     errors = 0
     first_error = ""
     counter = 0
-    measuring = False
+    measuring = warmup <= 0
     stop = False
+    started = time.perf_counter()
+    last_end = started
     connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
     async with aiohttp.ClientSession(
-        url, connector=connector, timeout=aiohttp.ClientTimeout(total=60)
+        url, connector=connector, timeout=aiohttp.ClientTimeout(total=120)
     ) as session:
 
         async def worker() -> None:
-            nonlocal counter, errors, first_error
+            nonlocal counter, errors, first_error, last_end
             while not stop:
                 counter += 1
                 method, path, body, headers = request(counter)
+                # A request counts if it was sent inside the window, even if it
+                # completes after it closes (the window then ends with it).
+                counted = measuring
                 t0 = time.perf_counter()
                 try:
                     async with session.request(method, path, json=body, headers=headers) as r:
                         payload = await r.read()
                         ok = r.status == 200 and b'"errors"' not in payload[:20000]
-                except aiohttp.ClientError as exc:
+                except (aiohttp.ClientError, TimeoutError) as exc:
                     ok, payload = False, repr(exc).encode()
-                if not measuring:
+                if not counted:
                     continue
+                t1 = time.perf_counter()
+                last_end = max(last_end, t1)
                 if ok:
-                    latencies.append(time.perf_counter() - t0)
+                    latencies.append(t1 - t0)
                 else:
                     errors += 1
                     first_error = first_error or payload[:300].decode(errors="replace")
 
         tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
-        await asyncio.sleep(warmup)
-        measuring = True
-        started = time.perf_counter()
+        if warmup > 0:
+            await asyncio.sleep(warmup)
+            measuring = True
+        started = last_end = time.perf_counter()
         await asyncio.sleep(seconds)
-        elapsed = time.perf_counter() - started
         measuring = False
         stop = True
         await asyncio.gather(*tasks)
+    elapsed = max(last_end - started, seconds)
     return Load(latencies, errors, elapsed, first_error)
 
 
