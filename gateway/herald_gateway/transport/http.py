@@ -7,7 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+)
 from herald_common.logs import set_correlation_id
 
 from herald_gateway.context import authenticate
@@ -24,6 +30,26 @@ from herald_gateway.transport.operation import (
 
 log = logging.getLogger(__name__)
 GRAPHIQL = (Path(__file__).parent / "graphiql.html").read_text()
+# What the page loads from /graphql/static/ (installed by `make graphiql`).
+GRAPHIQL_FILES = {
+    "graphiql.min.css": "text/css; charset=utf-8",
+    "react.production.min.js": "text/javascript; charset=utf-8",
+    "react-dom.production.min.js": "text/javascript; charset=utf-8",
+    "graphql-ws.min.js": "text/javascript; charset=utf-8",
+    "graphiql.min.js": "text/javascript; charset=utf-8",
+}
+
+
+def graphiql_page(directory: Path) -> Response:
+    """GraphiQL, or a 503 naming the fix when its files are not installed."""
+    missing = [n for n in GRAPHIQL_FILES if not (directory / n).is_file()]
+    if missing:
+        return PlainTextResponse(
+            f"GraphiQL's files are not installed in {directory} (missing: "
+            f"{', '.join(missing)}): run `make graphiql`. POST /graphql works without them.",
+            status_code=503,
+        )
+    return HTMLResponse(GRAPHIQL)
 
 
 def _refused(exc: RequestRefused) -> JSONResponse:
@@ -120,6 +146,19 @@ def make_routes(app: Any, gateway_of: Any) -> None:
             return _refused(exc)
         return await _run(gateway, request, body, ("query", "mutation"))
 
+    @app.get("/graphql/static/{name}", include_in_schema=False)
+    async def graphiql_static(name: str, request: Request) -> Response:
+        """The files GraphiQL loads (only those of ``gateway/graphiql/assets.json``)."""
+        gateway: Gateway = gateway_of(request)
+        path = gateway.settings.graphiql_dir / name
+        if name not in GRAPHIQL_FILES or not gateway.settings.graphiql or not path.is_file():
+            return PlainTextResponse(f"no file {name!r}", status_code=404)
+        return FileResponse(
+            path,
+            media_type=GRAPHIQL_FILES[name],
+            headers={"cache-control": "public, max-age=86400"},
+        )
+
     @app.get("/graphql", include_in_schema=False)
     async def graphql_get(request: Request) -> Response:
         """GraphiQL for browsers; otherwise a query from the URL parameters."""
@@ -127,7 +166,7 @@ def make_routes(app: Any, gateway_of: Any) -> None:
         params = request.query_params
         if "query" not in params:
             if gateway.settings.graphiql and "text/html" in request.headers.get("accept", ""):
-                return HTMLResponse(GRAPHIQL)
+                return graphiql_page(gateway.settings.graphiql_dir)
             return _refused(
                 RequestRefused(400, [request_error("pass `query` as a URL parameter, or POST")])
             )
