@@ -27,6 +27,13 @@ def to_millis(value: datetime) -> datetime:
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
+def utc_day(value: datetime) -> str:
+    """The UTC date of ``value`` (naive values are UTC), as ``YYYY-MM-DD``: the day key
+    of records that retention and expiry sweeps delete a whole day at a time."""
+    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).date().isoformat()
+
+
 class SleepingClock(Protocol):
     """A clock that can also wait (the local schedule runner's loop)."""
 

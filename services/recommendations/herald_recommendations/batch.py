@@ -29,11 +29,12 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from herald_common import replica
+from herald_common.clock import Clock, utcnow
 from herald_common.db import ping_db, run_db
 from herald_common.runtime import ServiceRuntime
 from pymongo.errors import ConnectionFailure
 
-from herald_recommendations import storage
+from herald_recommendations import model_store, storage
 from herald_recommendations.algorithm import (
     ALGORITHM_VERSION,
     CooccurrenceBuilder,
@@ -41,7 +42,7 @@ from herald_recommendations.algorithm import (
     derive_batch_id,
 )
 from herald_recommendations.config import RecommendationsSettings
-from herald_recommendations.engine import Clock, RecommendationEngine, utcnow
+from herald_recommendations.engine import RecommendationEngine
 from herald_recommendations.models import BatchRun, RecommendationDoc
 
 log = logging.getLogger(__name__)
@@ -116,11 +117,11 @@ def compute(
         started_at=started,
         since=since,
     )
-    run.save()
+    storage.save_run(run)
     log.info("batch started", extra={"batch_id": batch_id, "mode": mode, "since": str(since)})
 
     model, stats = build_model(engine, started)
-    storage.save_model(model, started, stats)
+    model_store.save_model(model, started, stats)
     engine.set_model(model)
     result.model_version = model.version
     log.info("model built", extra={"version": model.version, **stats})
@@ -169,7 +170,7 @@ def compute(
         "notified": result.notified,
         "failed": result.failed,
     }
-    run.save()
+    storage.save_run(run)
     storage.record_finished_run(run.id, started)
     return result
 
@@ -215,9 +216,7 @@ async def run_batch(
                 await runtime.relay.relay_once()
             except Exception as exc:  # noqa: BLE001 - reported; requests stay staged
                 result.errors.append(f"publishing: {type(exc).__name__}: {exc}")
-        result.unpublished = await run_db(
-            RecommendationDoc._get_collection().count_documents, {"outbox_pending": True}
-        )
+        result.unpublished = await run_db(storage.unpublished_requests)
     finally:
         await _stop(runtime)
     if result.failed or result.unpublished:

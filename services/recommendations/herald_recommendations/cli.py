@@ -154,7 +154,6 @@ async def _publish(
         if not chunk:
             return
         event = make_event(
-            "activity.recorded",
             ActivityRecorded(activities=chunk),
             source="recommendations-generator",
         )

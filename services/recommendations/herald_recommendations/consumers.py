@@ -1,4 +1,4 @@
-"""Event handlers: activity ingestion and the user replica.
+"""Event consumers: activity ingestion and the user replica.
 
 ``recommendations.activity`` ← ``activity.recorded``: each message is a batch of up to
 1000 activities, written with one unordered bulk insert. Activity ``_id`` is
@@ -19,11 +19,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from herald_common.db import run_db
-from herald_common.events import Activity, ActivityRecorded, Envelope, UserDeleted
-from herald_common.messaging import PermanentError
+from herald_common.events import (
+    ACTIVITY_EVENTS,
+    USER_EVENTS,
+    Activity,
+    ActivityRecorded,
+    Envelope,
+    UserDeleted,
+)
+from herald_common.messaging import Broker, PermanentError
 from herald_common.replica import apply_user_event
 
 from herald_recommendations import storage
+from herald_recommendations.config import RecommendationsSettings
 from herald_recommendations.engine import RecommendationEngine
 from herald_recommendations.incremental import IncrementalRefresher
 
@@ -93,3 +101,21 @@ async def handle_user(event: Envelope[Any]) -> None:
     applied = await run_db(apply_user_event, event.payload)
     if applied and isinstance(event.payload, UserDeleted):
         await run_db(storage.forget_user, event.payload.user_id)
+
+
+def queue_names(settings: RecommendationsSettings) -> list[str]:
+    return [settings.activity_queue, settings.users_queue]
+
+
+async def start_consumers(
+    settings: RecommendationsSettings,
+    broker: Broker,
+    engine: RecommendationEngine,
+    refresher: IncrementalRefresher | None,
+) -> list[str]:
+    """Declare and consume the service's queues; returns their names."""
+    await broker.consume(
+        settings.activity_queue, [ACTIVITY_EVENTS], make_activity_handler(engine, refresher)
+    )
+    await broker.consume(settings.users_queue, [USER_EVENTS], handle_user)
+    return queue_names(settings)

@@ -25,15 +25,16 @@ import dataclasses
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from herald_common import replica
+from herald_common.clock import Clock, utcnow
 from herald_common.events import NotificationRequested, make_event
 from herald_common.outbox import outbox_update
 
-from herald_recommendations import storage
+from herald_recommendations import model_store, storage
 from herald_recommendations.algorithm import (
     ALGORITHM_VERSION,
     Interaction,
@@ -47,17 +48,11 @@ from herald_recommendations.algorithm import (
 )
 from herald_recommendations.catalog import Product
 from herald_recommendations.config import RecommendationsSettings
-from herald_recommendations.models import RecommendationDoc
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 NotifyMode = Literal["none", "batch", "incremental"]
 CATALOG_RECHECK_SECONDS = 5.0
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def params_from(settings: RecommendationsSettings) -> Params:
@@ -113,7 +108,7 @@ class RecommendationEngine:
     def base_model(self) -> Model:
         """The stored model without neighbours (popularity + ranking, cached per version)."""
         catalog = self.catalog()
-        state = storage.load_model_state()
+        state = model_store.load_model_state()
         version = state["version"] if state else None
         if self._base_model is None or self._base_model.version != (version or self._cold_version):
             if state is None:
@@ -151,7 +146,7 @@ class RecommendationEngine:
             base = self.base_model()
             anchors = {i.product_id for i in interactions}
             model = dataclasses.replace(
-                base, neighbors=storage.load_neighbors(base.version, anchors)
+                base, neighbors=model_store.load_neighbors(base.version, anchors)
             )
         now = self.clock().timestamp()
         recs = recommend(
@@ -214,7 +209,7 @@ class RecommendationEngine:
                 {"set__notified_items": top, "set__notified_at": now, "set__notified_key": key},
                 **outbox_update(self._notification(user_id, recs, key, now)),
             )
-        RecommendationDoc.objects(id=user_id).update_one(upsert=True, **update)
+        storage.save_recommendations(user_id, update)
         return Outcome(user_id, len(recs), key is not None, key)
 
     def _notification_key(
@@ -229,9 +224,7 @@ class RecommendationEngine:
         if notify == "none" or not recs or not self.opted_in(user_id):
             return None
         previous = (
-            RecommendationDoc._get_collection().find_one(
-                {"_id": user_id}, {"notified_items": 1, "notified_at": 1, "notified_key": 1}
-            )
+            storage.load_recommendations(user_id, ("notified_items", "notified_at", "notified_key"))
             or {}
         )
         before: list[str] = previous.get("notified_items") or []
@@ -282,10 +275,10 @@ class RecommendationEngine:
 
     def view(self, user_id: str, first: int) -> dict[str, Any]:
         """The API view of a user's recommendations; computed (and stored) on first ask."""
-        doc = RecommendationDoc._get_collection().find_one({"_id": user_id})
+        doc = storage.load_recommendations(user_id)
         if doc is None:
             self.refresh_user(user_id, trigger="on_demand")
-            doc = RecommendationDoc._get_collection().find_one({"_id": user_id}) or {}
+            doc = storage.load_recommendations(user_id) or {}
         catalog = self.catalog()
         items = []
         for item in doc.get("items", []):

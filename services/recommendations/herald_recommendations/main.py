@@ -8,14 +8,16 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from herald_common.admin import dead_letter_router
 from herald_common.app import create_app as create_base_app
+from herald_common.clock import Clock
 from herald_common.db import run_db
 from herald_common.runtime import ServiceRuntime
 
 from herald_recommendations import __version__
 from herald_recommendations.api.routes import router
 from herald_recommendations.config import RecommendationsSettings
-from herald_recommendations.engine import Clock, RecommendationEngine
-from herald_recommendations.events import handle_user, make_activity_handler
+from herald_recommendations.consumers import queue_names, start_consumers
+from herald_recommendations.domain import Recommendations
+from herald_recommendations.engine import RecommendationEngine
 from herald_recommendations.incremental import IncrementalRefresher
 from herald_recommendations.models import RecommendationDoc
 
@@ -39,10 +41,8 @@ def create_app(
         app.state.engine = engine
         app.state.refresher = refresher
         assert runtime.broker is not None
-        await runtime.broker.consume(
-            s.activity_queue, ["activity.recorded"], make_activity_handler(engine, refresher)
-        )
-        await runtime.broker.consume(s.users_queue, ["user.*"], handle_user)
+        app.state.recommendations = Recommendations(engine)
+        await start_consumers(s, runtime.broker, engine, refresher)
         try:
             yield
         finally:
@@ -57,5 +57,5 @@ def create_app(
         lifespan=lifespan,
     )
     app.include_router(router)
-    app.include_router(dead_letter_router([s.activity_queue, s.users_queue]))
+    app.include_router(dead_letter_router(queue_names(s)))
     return app

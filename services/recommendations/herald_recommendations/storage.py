@@ -21,12 +21,19 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import mongoengine
-from herald_common.db import lookup_each, run_once
+from herald_common.clock import utc_day
+from herald_common.db import (
+    collection,
+    conditional_upsert,
+    insert_all_new,
+    insert_new,
+    lookup_each,
+    named,
+    run_once,
+)
 from pymongo import ASCENDING
-from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from herald_recommendations.algorithm import Interaction, Model
+from herald_recommendations.algorithm import Interaction
 from herald_recommendations.catalog import Product, catalog_key, category_specs, generate_catalog
 from herald_recommendations.models import (
     ActiveUser,
@@ -39,8 +46,6 @@ from herald_recommendations.models import (
     RecommendationDoc,
 )
 
-DUPLICATE_KEY = 11000
-
 # storage_state documents (``_id``).
 STATE = "storage_state"
 WATERMARK = "activity_watermark"  # {updated_at}: the newest ActiveUser.updated_at
@@ -51,12 +56,7 @@ BACKFILL = "recommendations.state_documents"  # herald_common.db.run_once marker
 
 def state() -> Any:
     """The ``storage_state`` collection (single-document atomic updates)."""
-    return mongoengine.get_db()[STATE]
-
-
-def utc_day(value: datetime) -> str:
-    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).date().isoformat()
+    return named(STATE)
 
 
 def ensure_indexes() -> None:
@@ -64,11 +64,11 @@ def ensure_indexes() -> None:
     documents and ``updated_day`` once (a marker document remembers it)."""
     for doc in (ProductDoc, CatalogMeta, ModelState, RecommendationDoc, BatchRun):
         doc.ensure_indexes()
-    ActivityDoc._get_collection().create_index([("user_id", ASCENDING), ("occurred_at", ASCENDING)])
-    ActivityDoc._get_collection().create_index([("ingested_at", ASCENDING)])
-    ActiveUser._get_collection().create_index([("updated_day", ASCENDING)])
-    ItemNeighbors._get_collection().create_index([("model_version", ASCENDING)])
-    RecommendationDoc._get_collection().create_index([("outbox_pending", ASCENDING)])
+    collection(ActivityDoc).create_index([("user_id", ASCENDING), ("occurred_at", ASCENDING)])
+    collection(ActivityDoc).create_index([("ingested_at", ASCENDING)])
+    collection(ActiveUser).create_index([("updated_day", ASCENDING)])
+    collection(ItemNeighbors).create_index([("model_version", ASCENDING)])
+    collection(RecommendationDoc).create_index([("outbox_pending", ASCENDING)])
     run_once(BACKFILL, backfill_state)
 
 
@@ -78,7 +78,7 @@ def backfill_state() -> None:
     finished run are recorded, the unused ``updated_at`` index goes. One pass over
     those collections (run by :func:`ensure_indexes` once per database); safe to repeat
     and to run while the service ingests (every step only moves state forward)."""
-    users = ActiveUser._get_collection()
+    users = collection(ActiveUser)
     newest: datetime | None = None
     for doc in users.find({}, {"updated_at": 1, "updated_day": 1}):
         at = doc.get("updated_at")
@@ -93,13 +93,13 @@ def backfill_state() -> None:
         _advance_watermark(newest)
     if "updated_at_1" in users.index_information():
         users.drop_index("updated_at_1")
-    versions = [v for v in ItemNeighbors._get_collection().distinct("model_version") if v]
+    versions = [v for v in collection(ItemNeighbors).distinct("model_version") if v]
     if versions:
         state().update_one(
             {"_id": MODEL_VERSIONS}, {"$addToSet": {"versions": {"$each": versions}}}, upsert=True
         )
     last = None
-    for run in BatchRun._get_collection().find({}, {"status": 1, "started_at": 1}):
+    for run in collection(BatchRun).find({}, {"status": 1, "started_at": 1}):
         if run.get("status") in ("ok", "partial") and isinstance(run.get("started_at"), datetime):
             if last is None or run["started_at"] > last["started_at"]:
                 last = run
@@ -117,7 +117,7 @@ def seed_catalog(seed: int, products: int, categories: int, *, replace: bool = F
     meta = CatalogMeta.objects(id="catalog").first()
     if meta is not None and (meta.key == key or not replace):
         return False
-    coll = ProductDoc._get_collection()
+    coll = collection(ProductDoc)
     coll.drop()  # the old catalog, whole (no scan); then its index again
     ProductDoc.ensure_indexes()
     docs = [
@@ -145,7 +145,7 @@ def seed_catalog(seed: int, products: int, categories: int, *, replace: bool = F
 
 
 def catalog_version() -> str | None:
-    meta = CatalogMeta._get_collection().find_one({"_id": "catalog"}, {"key": 1, "seeded_at": 1})
+    meta = collection(CatalogMeta).find_one({"_id": "catalog"}, {"key": 1, "seeded_at": 1})
     if meta is None:
         return None
     return f"{meta['key']}@{meta['seeded_at'].timestamp()}"
@@ -154,7 +154,7 @@ def catalog_version() -> str | None:
 def catalog_categories() -> list[str]:
     """The categories of the loaded catalog (none without a catalog). A catalog seeded
     before the names were stored is a generated one: its names follow from its size."""
-    meta = CatalogMeta._get_collection().find_one(
+    meta = collection(CatalogMeta).find_one(
         {"_id": "catalog"}, {"categories": 1, "category_names": 1}
     )
     if meta is None:
@@ -166,7 +166,7 @@ def catalog_categories() -> list[str]:
 def load_catalog() -> dict[str, Product]:
     """The whole catalog keyed by id (a few MB even for 100k products), read one
     category at a time (an indexed equality each)."""
-    coll = ProductDoc._get_collection()
+    coll = collection(ProductDoc)
     return {
         d["_id"]: Product(
             id=d["_id"],
@@ -189,14 +189,7 @@ def insert_activities(docs: Sequence[dict[str, Any]]) -> int:
     many were new."""
     if not docs:
         return 0
-    try:
-        result = ActivityDoc._get_collection().insert_many(list(docs), ordered=False)
-        return len(result.inserted_ids)
-    except BulkWriteError as exc:
-        errors = exc.details.get("writeErrors", [])
-        if any(e.get("code") != DUPLICATE_KEY for e in errors):
-            raise
-        return int(exc.details.get("nInserted", len(docs) - len(errors)))
+    return insert_all_new(collection(ActivityDoc), docs)
 
 
 def _entry(
@@ -251,7 +244,7 @@ def append_user_activity(
     """
     if not entries:
         return 0
-    coll = ActiveUser._get_collection()
+    coll = collection(ActiveUser)
     for _ in range(20):
         doc = coll.find_one({"_id": user_id}, {"recent": 1, "rev": 1})
         recent = list((doc or {}).get("recent") or [])
@@ -270,9 +263,7 @@ def append_user_activity(
         if before_write is not None:
             before_write()
         if doc is None:
-            try:
-                coll.insert_one({"_id": user_id, "rev": 1, **fields})
-            except DuplicateKeyError:
+            if not insert_new(coll, {"_id": user_id, "rev": 1, **fields}):
                 continue  # someone created it meanwhile: merge again
             return len(fresh)
         rev = doc.get("rev", 0)
@@ -292,7 +283,7 @@ def _interactions(doc: Mapping[str, Any]) -> list[Interaction]:
 
 def load_interactions(user_ids: Sequence[str]) -> dict[str, list[Interaction]]:
     """The (newest, capped) interactions of these users, by user (``_id`` look-ups)."""
-    coll = ActiveUser._get_collection()
+    coll = collection(ActiveUser)
     docs = lookup_each(lambda user_id: coll.find_one({"_id": user_id}), dict.fromkeys(user_ids))
     return {d["_id"]: _interactions(d) for d in docs if d is not None}
 
@@ -307,7 +298,7 @@ def iter_user_interactions(
     user). With it, one ``updated_day`` at a time from the day of ``since`` to the day of
     the watermark (no stored ``updated_at`` is newer), each an indexed equality.
     """
-    coll = ActiveUser._get_collection()
+    coll = collection(ActiveUser)
     if since is None:
         for doc in coll.find({}, batch_size=page_size):
             yield doc["_id"], _interactions(doc)
@@ -327,7 +318,7 @@ def iter_user_interactions(
 
 def known_active(user_ids: Iterable[str]) -> set[str]:
     """Those of ``user_ids`` that have activity (``_id`` look-ups, several at a time)."""
-    coll = ActiveUser._get_collection()
+    coll = collection(ActiveUser)
     ids = list(dict.fromkeys(user_ids))
     found = lookup_each(lambda user_id: coll.find_one({"_id": user_id}, {"_id": 1}), ids)
     return {d["_id"] for d in found if d is not None}
@@ -346,93 +337,50 @@ def activity_watermark() -> datetime | None:
 
 def forget_user(user_id: str) -> None:
     """Drop a deleted user's activity and recommendations."""
-    ActivityDoc._get_collection().delete_many({"user_id": user_id})
-    ActiveUser._get_collection().delete_one({"_id": user_id})
-    RecommendationDoc._get_collection().delete_one(
-        {"_id": user_id, "outbox_pending": {"$ne": True}}
-    )
+    collection(ActivityDoc).delete_many({"user_id": user_id})
+    collection(ActiveUser).delete_one({"_id": user_id})
+    collection(RecommendationDoc).delete_one({"_id": user_id, "outbox_pending": {"$ne": True}})
 
 
-# --- model -----------------------------------------------------------------------------
+# --- recommendations -----------------------------------------------------------------------
 
 
-def save_model(model: Model, built_at: datetime, stats: Mapping[str, Any]) -> None:
-    """Write the neighbour rows of the new version, then make it current, then drop older
-    versions' rows: readers never see a half-written model."""
-    coll = ItemNeighbors._get_collection()
-    known = (state().find_one({"_id": MODEL_VERSIONS}) or {}).get("versions") or []
-    if model.version in known:
-        coll.delete_many({"model_version": model.version})  # leftovers of a crashed run
-    else:
-        # Recorded before its rows exist, so even a crashed run's rows are removed later.
-        state().update_one(
-            {"_id": MODEL_VERSIONS}, {"$addToSet": {"versions": model.version}}, upsert=True
-        )
-    rows: list[dict[str, Any]] = []
-    for product_id, neighbors in model.neighbors.items():
-        rows.append(
-            {
-                "_id": neighbor_key(model.version, product_id),
-                "model_version": model.version,
-                "neighbors": [{"p": p, "s": s} for p, s in neighbors],
-            }
-        )
-        if len(rows) >= 1000:
-            coll.insert_many(rows, ordered=False)
-            rows = []
-    if rows:
-        coll.insert_many(rows, ordered=False)
-    ModelState._get_collection().replace_one(
-        {"_id": "current"},
-        {
-            "version": model.version,
-            "built_at": built_at,
-            "popularity": dict(model.popularity),
-            "stats": dict(stats),
-        },
-        upsert=True,
-    )
-    # Older versions, one indexed equality each.
-    versions = (state().find_one({"_id": MODEL_VERSIONS}) or {}).get("versions") or []
-    for version in versions:
-        if version != model.version:
-            coll.delete_many({"model_version": version})
-            state().update_one({"_id": MODEL_VERSIONS}, {"$pull": {"versions": version}})
+def load_recommendations(
+    user_id: str, fields: Sequence[str] | None = None
+) -> dict[str, Any] | None:
+    """A user's stored recommendations document (only ``fields`` when given)."""
+    projection = dict.fromkeys(fields, 1) if fields is not None else None
+    return collection(RecommendationDoc).find_one({"_id": user_id}, projection)
 
 
-def neighbor_key(version: str, product_id: str) -> str:
-    return f"{version}|{product_id}"
+def save_recommendations(user_id: str, update: Mapping[str, Any]) -> None:
+    """Store a user's recommendations (mongoengine update keywords, outbox included:
+    one atomic single-document write)."""
+    RecommendationDoc.objects(id=user_id).update_one(upsert=True, **update)
 
 
-def load_model_state() -> dict[str, Any] | None:
-    return ModelState._get_collection().find_one({"_id": "current"})
-
-
-def load_neighbors(version: str, product_ids: Iterable[str]) -> dict[str, list[tuple[str, float]]]:
-    """Neighbour rows of these products in model ``version`` (``_id`` look-ups)."""
-    coll = ItemNeighbors._get_collection()
-    keys = list(dict.fromkeys(neighbor_key(version, pid) for pid in product_ids))
-    docs = lookup_each(lambda key: coll.find_one({"_id": key}), keys)
-    return {
-        d["_id"].split("|", 1)[1]: [(n["p"], float(n["s"])) for n in d.get("neighbors", [])]
-        for d in docs
-        if d is not None
-    }
+def unpublished_requests() -> int:
+    """How many recommendation documents still hold staged notification requests (an
+    indexed count by the outbox flag, at the end of a batch)."""
+    return int(collection(RecommendationDoc).count_documents({"outbox_pending": True}))
 
 
 # --- batch runs ---------------------------------------------------------------------------
 
 
+def save_run(run: BatchRun) -> None:
+    """Store a batch run record as it stands (started, then finished)."""
+    run.save()
+
+
 def record_finished_run(run_id: str, started_at: datetime) -> None:
     """Remember a run that finished (ok or partial) unless a later-started one is."""
-    try:
-        state().update_one(
-            {"_id": LAST_RUN, "started_at": {"$lt": started_at}},
-            {"$set": {"run_id": run_id, "started_at": started_at}},
-            upsert=True,
-        )
-    except DuplicateKeyError:
-        pass  # a run that started later finished already: it stays the last one
+    # A run that started later and finished already stays the last one.
+    conditional_upsert(
+        state(),
+        {"_id": LAST_RUN, "started_at": {"$lt": started_at}},
+        {"$set": {"run_id": run_id, "started_at": started_at}},
+    )
 
 
 def last_finished_run() -> dict[str, Any] | None:
@@ -440,4 +388,4 @@ def last_finished_run() -> dict[str, Any] | None:
     pointer = state().find_one({"_id": LAST_RUN})
     if pointer is None:
         return None
-    return BatchRun._get_collection().find_one({"_id": pointer["run_id"]})
+    return collection(BatchRun).find_one({"_id": pointer["run_id"]})

@@ -9,8 +9,8 @@ from herald_common.db import connect_db, disconnect_db, run_db
 from herald_common.events import Activity, Envelope
 from herald_common.replica import apply_user_event
 from herald_recommendations.batch import run_batch
+from herald_recommendations.consumers import ingest_batch
 from herald_recommendations.engine import RecommendationEngine
-from herald_recommendations.events import ingest_batch
 from herald_recommendations.models import BatchRun, RecommendationDoc
 from herald_testing import eventually
 

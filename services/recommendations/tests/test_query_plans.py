@@ -23,9 +23,9 @@ from herald_common.db import connect_db, disconnect_db
 from herald_common.events import Activity, UserDeleted
 from herald_common.outbox import OutboxRelay
 from herald_common.preferences import Preferences
-from herald_recommendations import batch, storage
+from herald_recommendations import batch, model_store, storage
+from herald_recommendations.consumers import activity_doc, ingest_batch
 from herald_recommendations.engine import RecommendationEngine
-from herald_recommendations.events import activity_doc, ingest_batch
 from herald_recommendations.incremental import IncrementalRefresher
 from herald_recommendations.models import (
     ActiveUser,
@@ -93,7 +93,7 @@ def _seed(now: datetime) -> None:
         neighbors.insert_many(
             [
                 {
-                    "_id": storage.neighbor_key(version, _pid(n)),
+                    "_id": model_store.neighbor_key(version, _pid(n)),
                     "model_version": version,
                     "neighbors": [{"p": _pid(n + k), "s": 1.0 / k} for k in range(1, 11)],
                 }
@@ -212,7 +212,7 @@ def test_every_query_of_the_recommendations_service_is_index_served(rec_settings
             # A user's recommendations: stored, and computed on the first ask.
             assert engine.view("u-00010", 10)["items"]
             assert engine.view("new-user", 10)["items"]
-            assert storage.load_neighbors(CURRENT, [_pid(1), _pid(2), _pid(3)])
+            assert model_store.load_neighbors(CURRENT, [_pid(1), _pid(2), _pid(3)])
             assert storage.known_active(["u-00001", "u-00002", "r-02000"]) == {
                 "u-00001",
                 "u-00002",

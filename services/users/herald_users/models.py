@@ -21,9 +21,10 @@ have records (``expiry_days``); records of the older layout get ``expires_day`` 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from herald_common.clock import utc_day
 from herald_common.db import collection, named, run_once
 from herald_common.outbox import OutboxDocument
 from mongoengine import (
@@ -39,12 +40,6 @@ from mongoengine import (
 STATE = "store_state"
 EXPIRY_DAYS = "expiry_days"  # {_id, days: ["2026-01-31", ...]}
 BACKFILL = "users.expires_day"  # herald_common.db.run_once marker
-
-
-def utc_day(value: datetime) -> str:
-    """The UTC date of ``value`` (naive values are UTC), as ``YYYY-MM-DD``."""
-    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).date().isoformat()
 
 
 class Expiring(Document):

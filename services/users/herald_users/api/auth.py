@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 
-from fastapi import APIRouter, Depends, Request, Response
-from herald_common.app import current_principal
-from herald_common.auth import Principal
+from fastapi import APIRouter, Request, Response
+from herald_common.app import Caller
 
 from herald_users.api.schemas import (
     AuthTokens,
@@ -14,10 +13,9 @@ from herald_users.api.schemas import (
     LogoutRequest,
     RefreshRequest,
     RegisterRequest,
-    domain,
+    Users,
     errors,
 )
-from herald_users.domain import UsersDomain
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
 
@@ -50,7 +48,7 @@ def client_address(request: Request) -> str | None:
 
 
 @router.post("/register", status_code=201, responses=errors(400, 409))
-async def register(body: RegisterRequest, users: UsersDomain = Depends(domain)) -> AuthTokens:
+async def register(body: RegisterRequest, users: Users) -> AuthTokens:
     """Create an account and log it in.
 
     Emails are normalized (trimmed, lower-cased) and unique: a taken one is 409
@@ -65,9 +63,7 @@ async def register(body: RegisterRequest, users: UsersDomain = Depends(domain)) 
 
 
 @router.post("/login", responses=errors(400, 401, 429))
-async def login(
-    body: LoginRequest, request: Request, users: UsersDomain = Depends(domain)
-) -> AuthTokens:
+async def login(body: LoginRequest, request: Request, users: Users) -> AuthTokens:
     """Log in with email and password; starts a new session.
 
     Rate limited per email (failed attempts) and per client address (all attempts):
@@ -80,7 +76,7 @@ async def login(
 
 
 @router.post("/refresh", responses=errors(400, 401))
-async def refresh(body: RefreshRequest, users: UsersDomain = Depends(domain)) -> AuthTokens:
+async def refresh(body: RefreshRequest, users: Users) -> AuthTokens:
     """Exchange a refresh token for a new token pair (rotation).
 
     A refresh token works once. Presenting one that was already used revokes its whole
@@ -92,8 +88,9 @@ async def refresh(body: RefreshRequest, users: UsersDomain = Depends(domain)) ->
 @router.post("/logout", status_code=204, response_class=Response, responses=errors(401, 403))
 async def logout(
     body: LogoutRequest | None = None,
-    caller: Principal = Depends(current_principal),
-    users: UsersDomain = Depends(domain),
+    *,
+    caller: Caller,
+    users: Users,
 ) -> Response:
     """Revoke the caller's access token and session, and the session of the given
     refresh token (which must be the caller's)."""

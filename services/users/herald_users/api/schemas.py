@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import Request
+from fastapi import Depends, Request
 from herald_common.preferences import Preferences, PreferencesPatch
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -101,3 +101,7 @@ def domain(request: Request) -> UsersDomain:
     """FastAPI dependency: the service's domain object (set up in the lifespan)."""
     users: UsersDomain = request.app.state.domain
     return users
+
+
+# The typed route dependency: ``users: Users``.
+Users = Annotated[UsersDomain, Depends(domain)]

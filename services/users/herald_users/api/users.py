@@ -4,25 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Path, Query, Response
-from herald_common.app import admin_principal, current_principal
+from fastapi import APIRouter, Path, Query, Response
+from herald_common.app import Admin, Caller
 from herald_common.auth import Principal
 from herald_common.errors import BadUserInput, Unavailable
 from herald_common.preferences import PreferencesPatch
 from herald_common.unsubscribe import secret_for, verify
 from pydantic import BaseModel
 
-from herald_users.api.schemas import ProfilePatch, UserOut, domain, errors
-from herald_users.domain import UsersDomain
+from herald_users.api.schemas import ProfilePatch, UserOut, Users, errors
 
 router = APIRouter(prefix="/v1/users", tags=["users"])
 MAX_IDS = 500
 
 
 @router.get("/me", responses=errors(401, 404))
-async def get_me(
-    caller: Principal = Depends(current_principal), users: UsersDomain = Depends(domain)
-) -> UserOut:
+async def get_me(caller: Caller, users: Users) -> UserOut:
     """The caller."""
     return UserOut.of(await users.get(caller, caller.user_id))
 
@@ -30,8 +27,8 @@ async def get_me(
 @router.patch("/me", responses=errors(400, 401, 404))
 async def update_me(
     body: ProfilePatch,
-    caller: Principal = Depends(current_principal),
-    users: UsersDomain = Depends(domain),
+    caller: Caller,
+    users: Users,
 ) -> UserOut:
     """Change the caller's profile (``name``). Publishes ``user.preferences_updated``
     when something changed."""
@@ -43,8 +40,8 @@ async def update_me(
 @router.patch("/me/preferences", responses=errors(400, 401, 404))
 async def update_preferences(
     patch: PreferencesPatch,
-    caller: Principal = Depends(current_principal),
-    users: UsersDomain = Depends(domain),
+    caller: Caller,
+    users: Users,
 ) -> UserOut:
     """Partial update of the caller's notification preferences: only the fields present
     change (``quiet_hours: null`` and ``max_promotions_per_day: null`` clear them).
@@ -54,9 +51,7 @@ async def update_preferences(
 
 
 @router.delete("/me", status_code=204, response_class=Response, responses=errors(401, 404))
-async def delete_me(
-    caller: Principal = Depends(current_principal), users: UsersDomain = Depends(domain)
-) -> Response:
+async def delete_me(caller: Caller, users: Users) -> Response:
     """Delete the caller's account and revoke all its sessions. Publishes
     ``user.deleted``; the email can be registered again."""
     await users.delete(caller)
@@ -72,9 +67,7 @@ class UnsubscribeResult(BaseModel):
 
 
 @router.post("/unsubscribe/{token}", responses=errors(400, 404, 503))
-async def unsubscribe(
-    token: str = Path(max_length=1000), users: UsersDomain = Depends(domain)
-) -> UnsubscribeResult:
+async def unsubscribe(token: str = Path(max_length=1000), *, users: Users) -> UnsubscribeResult:
     """One-click unsubscribe (RFC 8058): the signed token of an email's
     ``List-Unsubscribe`` link (no bearer token; the signature is the credential) turns
     that notification type off for its user. Repeating it changes nothing."""
@@ -97,8 +90,8 @@ async def unsubscribe(
 @router.get("/{user_id}", responses=errors(401, 403, 404))
 async def get_user(
     user_id: str,
-    caller: Principal = Depends(current_principal),
-    users: UsersDomain = Depends(domain),
+    caller: Caller,
+    users: Users,
 ) -> UserOut:
     """A user by id: the caller themselves, or anyone for an admin (else 403)."""
     return UserOut.of(await users.get(caller, user_id))
@@ -107,8 +100,9 @@ async def get_user(
 @router.get("", responses=errors(400, 401, 403))
 async def list_users(
     ids: str = Query(description="Comma-separated user ids", examples=["a1,b2"]),
-    _: Principal = Depends(admin_principal),
-    users: UsersDomain = Depends(domain),
+    *,
+    _: Admin,
+    users: Users,
 ) -> list[UserOut]:
     """Users by id (admin): live users among ``ids``, in that order; unknown ids are
     left out."""
