@@ -17,6 +17,8 @@ from urllib.parse import urlparse
 import pytest
 from herald_common.settings import HeraldSettings
 
+from herald_testing.cleanup import Declarations, delete, implied_names, named_after
+
 # The session's SMTP server is a fixture of this plugin too.
 from herald_testing.mailbox import smtp_server  # noqa: F401
 
@@ -84,8 +86,14 @@ def unique() -> str:
 def make_settings(infra: dict[str, str], unique: str) -> Iterator[Callable[..., Any]]:
     """Build a component's settings pointing at the real servers, isolated per test:
     database ``t_<id>_<component>``, exchanges ``herald.events.t<id>`` and
-    ``herald.dlx.t<id>``, short retry delays. Databases are dropped afterwards."""
+    ``herald.dlx.t<id>``, short retry delays. Afterwards the databases are dropped and
+    the queues and exchanges named after the test's id are deleted
+    (:mod:`herald_testing.cleanup`): those declared in this process while the test ran
+    and those its settings imply."""
     created: list[HeraldSettings] = []
+    declarations = Declarations()
+    recording = declarations.recording()
+    recording.__enter__()
 
     def factory(cls: type[S] = HeraldSettings, component: str = "common", **overrides: Any) -> S:
         values: dict[str, Any] = {
@@ -105,7 +113,11 @@ def make_settings(infra: dict[str, str], unique: str) -> Iterator[Callable[..., 
         created.append(settings)
         return settings
 
-    yield factory
+    try:
+        yield factory
+    finally:
+        recording.__exit__(None, None, None)
+    _delete_amqp(infra["HERALD_AMQP_URL"], unique, created, declarations)
 
     import pymongo
 
@@ -116,6 +128,30 @@ def make_settings(infra: dict[str, str], unique: str) -> Iterator[Callable[..., 
             client.close()
         except Exception as exc:  # noqa: BLE001 - cleanup is best effort
             print(f"could not drop test database {settings.mongodb_db}: {exc}")
+
+
+def _delete_amqp(
+    default_url: str, unique: str, created: list[HeraldSettings], declared: Declarations
+) -> None:
+    """Delete the test's queues and exchanges: only names that carry its id."""
+    by_url: dict[str, tuple[set[str], set[str]]] = {}
+    for settings in created:
+        queues, exchanges = implied_names(settings)
+        q, x = by_url.setdefault(settings.amqp_url.get_secret_value(), (set(), set()))
+        q |= queues
+        x |= exchanges
+    q, x = by_url.setdefault(default_url, (set(), set()))
+    q |= declared.queues
+    x |= declared.exchanges
+    for url, (queues, exchanges) in by_url.items():
+        try:
+            delete(
+                url,
+                {n for n in queues if named_after(n, unique)},
+                {n for n in exchanges if named_after(n, unique)},
+            )
+        except Exception as exc:  # noqa: BLE001 - cleanup is best effort
+            print(f"could not delete the queues of test {unique}: {exc}")
 
 
 @pytest.fixture
