@@ -25,6 +25,8 @@ from herald_common.logs import current_correlation_id
 from herald_common.preferences import Preferences
 
 NotificationType = Literal["promotion", "order_update", "recommendation"]
+# What an inbox may hold: the requested types plus the digests built from held ones.
+StoredNotificationType = Literal["promotion", "order_update", "recommendation", "digest"]
 ActivityKind = Literal["view", "add_to_cart", "purchase"]
 OrderStatus = Literal["placed", "paid", "shipped", "out_for_delivery", "delivered", "cancelled"]
 Content = str | dict[str, Any]
@@ -197,7 +199,7 @@ class NotificationCreated(Payload):
 
     notification_id: str
     user_id: str
-    type: NotificationType
+    type: StoredNotificationType
     content: Content
     sent_at: AwareDatetime
     collapse_key: str | None = None

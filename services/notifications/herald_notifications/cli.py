@@ -1,9 +1,12 @@
-"""Command line: ``herald-notifications serve | sweep``.
+"""Command line: ``herald-notifications serve | sweep | digest``.
 
 ``serve`` runs the HTTP service with its consumers and periodic sweeps;
 ``sweep`` releases due deferred requests and applies retention once (e.g. from a
 Kubernetes CronJob when the in-process sweeps are disabled with
-``HERALD_NOTIFICATIONS_RUN_SWEEPS=false``).
+``HERALD_NOTIFICATIONS_RUN_SWEEPS=false``);
+``digest`` sends every digest whose slot has come, once (the ``digest`` Schedule task:
+a CronJob in Kubernetes, the local runner otherwise). It prints
+``{"slots", "sent", "empty", "moved_by_quiet_hours"}``.
 """
 
 from __future__ import annotations
@@ -43,14 +46,39 @@ async def _sweep(settings: NotificationsSettings) -> dict[str, object]:
     return {"re_evaluated": released.handled, "delivered": len(released.created), "purged": purged}
 
 
+async def _digest(settings: NotificationsSettings, limit: int) -> dict[str, int]:
+    from herald_common.runtime import ServiceRuntime
+
+    from herald_notifications.models import Notification, ensure_indexes
+    from herald_notifications.service import NotificationService
+
+    runtime = ServiceRuntime(settings, documents=[Notification], verify_tokens=False)
+    await runtime.start()
+    try:
+        from herald_common.db import run_db
+
+        await run_db(ensure_indexes)
+        service = NotificationService(
+            settings, broker=runtime.broker, redis=runtime.redis, on_written=runtime.outbox_written
+        )
+        run = await service.send_digests(limit=limit)
+    finally:
+        await runtime.stop()
+    return run.summary()
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="herald-notifications", description=__doc__)
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("serve", help="run the HTTP service (default)")
     sub.add_parser("sweep", help="release due deferred requests and purge old ones, once")
+    digest = sub.add_parser("digest", help="send the digests whose slot has come, once")
+    digest.add_argument("--limit", type=int, default=500, help="at most this many slots")
     args = parser.parse_args(argv)
     settings = NotificationsSettings()
-    if args.command == "sweep":
+    if args.command == "digest":
+        print(json.dumps(asyncio.run(_digest(settings, args.limit))))
+    elif args.command == "sweep":
         print(json.dumps(asyncio.run(_sweep(settings))))
     else:
         _serve(settings)

@@ -51,6 +51,7 @@ from herald_common.preferences import Preferences
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from herald_notifications import digest_store
 from herald_notifications.decisions import Decision, DeliveryPolicy, decide
 from herald_notifications.metrics import CREATED, PURGED, REPLACED, count_decision
 from herald_notifications.models import (
@@ -448,6 +449,8 @@ def _earlier_decisions(
             stored[key] = doc
         elif records.find_one({"idempotency_key": key}, {"_id": 1}) is not None:
             recorded.add(key)
+        elif digest_store.is_held(key):
+            recorded.add(key)  # held for a digest: one entry, whatever comes again
     return stored, recorded
 
 
@@ -481,6 +484,7 @@ def process_requests(
 
     plain: list[dict[str, Any]] = []
     records: list[dict[str, Any]] = []
+    held: list[tuple[NotificationRequested, datetime]] = []
     for key, request in unique.items():
         if key in stored:
             # Redelivered after it was stored; finish a collapse an earlier attempt may
@@ -500,10 +504,13 @@ def process_requests(
         elif decision.outcome == "deliver":
             plain.append(new_notification_doc(request, now, source=source))
         count_decision(decision.outcome, decision.reason, request.type)
-        if decision.outcome != "deliver":
+        if decision.outcome == "hold" and decision.deliver_at is not None:
+            held.append((request, decision.deliver_at))
+        elif decision.outcome != "deliver":
             records.append(new_record(request, decision, now))
     outcome.created.extend(insert_notifications(plain))
     insert_records(records)
+    digest_store.hold(held, now)
     return outcome
 
 
@@ -529,7 +536,10 @@ def _reevaluate(
             inserted = insert_notifications([build_notification(request, now, source=source)])
             created = inserted[0] if inserted else None
     existing: dict[str, Any] | None = None
-    if decision.outcome == "deliver":
+    if decision.outcome == "hold" and decision.deliver_at is not None:
+        digest_store.hold([(request, decision.deliver_at)], now)
+        update["outcome"] = "released"  # into the user's next digest
+    elif decision.outcome == "deliver":
         update["outcome"] = "released"
         if created is None:
             # stored by an earlier, interrupted release: its event goes out again
@@ -666,6 +676,9 @@ def purge(now: datetime, retention_days: int) -> dict[str, int]:
         "deliveries": (DeliveryRecord._get_collection(), {"outcome": "deferred"}, cutoff),
         "collapse_versions": (collection(VERSIONS), {}, cutoff),
         "promotion_days": (collection(PROMOTION_DAYS), {}, today - timedelta(days=2)),
+        # held items and their slots: the open ones wait for their digest
+        "digest_items": (collection(digest_store.ITEMS), {"sent": False}, cutoff),
+        "digest_slots": (collection(digest_store.SLOTS), {"state": "open"}, cutoff),
     }
     counts = {
         kind: _purge_days(kind, coll, keep, before) for kind, (coll, keep, before) in plans.items()

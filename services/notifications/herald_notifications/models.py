@@ -11,6 +11,8 @@
   delivered that day; reserving a place is one atomic update, so the daily cap holds
   with several consumer replicas.
 
+* ``digest_items`` / ``digest_slots`` — requests held for a digest and the
+  ``(user, slot)`` digests they wait for (:mod:`herald_notifications.digest_store`).
 * ``retention`` — per purged collection, the last UTC day purged; also the last UTC
   hour the snooze wake-up sweep has finished (``_id: "snooze"``).
 
@@ -55,7 +57,7 @@ class Notification(OutboxDocument):
 
     id = StringField(primary_key=True)
     user_id = StringField(required=True)
-    type = StringField(required=True, choices=NOTIFICATION_TYPES)
+    type = StringField(required=True, choices=(*NOTIFICATION_TYPES, "digest"))
     content = DynamicField(required=True)  # text or JSON object
     sent_at = DateTimeField(required=True)
     requested_at = DateTimeField(required=True)
@@ -108,6 +110,8 @@ class DeliveryRecord(Document):
 VERSIONS = "collapse_versions"
 PROMOTION_DAYS = "promotion_days"
 RETENTION = "retention"
+DIGEST_ITEMS = "digest_items"
+DIGEST_SLOTS = "digest_slots"
 
 
 def collection(name: str) -> Any:
@@ -163,3 +167,10 @@ def ensure_indexes(*, use_ttl_index: bool = False, retention_days: int = 90) -> 
     versions.create_index([("user_id", ASCENDING)])
     versions.create_index([("day", ASCENDING)])
     collection(PROMOTION_DAYS).create_index([("day", ASCENDING)])
+    # Digests (herald_notifications.digest_store): a slot's items; due slots; retention.
+    items = collection(DIGEST_ITEMS)
+    items.create_index([("slot_key", ASCENDING), ("requested_at", ASCENDING)])
+    items.create_index([("day", ASCENDING)])
+    slots = collection(DIGEST_SLOTS)
+    slots.create_index([("state", ASCENDING), ("deliver_at", ASCENDING)])
+    slots.create_index([("day", ASCENDING)])

@@ -42,6 +42,7 @@ from herald_notifications.delivery import (
     release_due,
     release_user,
 )
+from herald_notifications.digest_sweep import DigestRun, send_due
 from herald_notifications.domain import InboxDomain
 from herald_notifications.inbox import to_api
 from herald_notifications.metrics import REALTIME_FAILED
@@ -158,6 +159,12 @@ class NotificationService:
     async def purge(self, now: datetime | None = None) -> dict[str, int]:
         """Delete notifications and records older than ``retention_days``."""
         return await run_db(purge, now or self.now(), self.settings.retention_days)
+
+    async def send_digests(self, now: datetime | None = None, limit: int = 500) -> DigestRun:
+        """Send the digests whose slot has come (the ``digest`` Schedule task)."""
+        run = await run_db(send_due, now or self.now(), source=self.source, limit=limit)
+        await self._after_write(Outcome(created=run.created, existing=run.existing))
+        return run
 
     async def wake_snoozed(self, now: datetime | None = None) -> int:
         """Bring back notifications whose snooze has ended (see inbox_store)."""

@@ -113,3 +113,82 @@ def test_deleted_user_gets_nothing() -> None:
 def test_naive_time_is_refused() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         decide(req(), Preferences(), 0, datetime(2026, 3, 10, 12, 0))
+
+
+# --- digests: the hold rule and the slots ------------------------------------------------
+
+
+def _digest(**kw: object) -> Preferences:
+    from herald_common.preferences import DigestPreference
+
+    return Preferences(timezone="Europe/Paris", digest=DigestPreference(**kw))  # type: ignore[arg-type]
+
+
+def test_digest_holds_its_types_until_the_next_slot_and_never_order_updates() -> None:
+    prefs = _digest(frequency="hourly", types=["recommendation"])
+    assert decide(req("recommendation"), prefs, 0, NOON) == Decision.hold(
+        datetime(2026, 3, 10, 13, 0, tzinfo=UTC)
+    )
+    assert decide(req("promotion"), prefs, 0, NOON) == Decision.deliver()
+    assert decide(req("order_update"), _digest(frequency="hourly"), 0, NOON) == Decision.deliver()
+    assert decide(req("promotion"), _digest(frequency="off"), 0, NOON) == Decision.deliver()
+
+
+def test_held_items_skip_quiet_hours_and_the_cap_the_digest_meets_them() -> None:
+    from herald_common.preferences import DigestPreference
+
+    prefs = Preferences(
+        quiet_hours=QuietHours(start="11:00", end="14:00"),
+        max_promotions_per_day=1,
+        digest=DigestPreference(frequency="daily", at="18:00"),
+    )
+    assert decide(req("promotion"), prefs, 5, NOON) == Decision.hold(
+        datetime(2026, 3, 10, 18, 0, tzinfo=UTC)
+    )
+    # Opting out still wins over holding.
+    opted_out = prefs.model_copy(update={"promotions": False})
+    assert decide(req("promotion"), opted_out, 0, NOON) == Decision.suppress("opted_out")
+
+
+@pytest.mark.parametrize(
+    ("now", "slot"),
+    [
+        # Winter time (UTC+1): 08:00 local is 07:00 UTC.
+        ("2026-03-27T06:59:00+00:00", "2026-03-27T07:00:00+00:00"),
+        ("2026-03-27T07:00:00+00:00", "2026-03-28T07:00:00+00:00"),
+        # Summer time starts on 29 March at 02:00: 08:00 local is 06:00 UTC from then.
+        ("2026-03-28T07:30:00+00:00", "2026-03-29T06:00:00+00:00"),
+        ("2026-03-29T06:30:00+00:00", "2026-03-30T06:00:00+00:00"),
+        # Winter time again from 25 October.
+        ("2026-10-24T07:00:00+00:00", "2026-10-25T07:00:00+00:00"),
+    ],
+)
+def test_daily_slot_is_the_users_wall_clock_across_dst(now: str, slot: str) -> None:
+    from herald_notifications.decisions import digest_slot
+
+    digest = _digest(frequency="daily", at="08:00").digest
+    got = digest_slot(digest, "Europe/Paris", datetime.fromisoformat(now))
+    assert got == datetime.fromisoformat(slot)
+
+
+def test_slots_at_times_the_clock_skips_or_repeats_and_half_hour_zones() -> None:
+    from herald_common.preferences import DigestPreference
+    from herald_notifications.decisions import digest_slot
+
+    saturday = datetime(2026, 3, 28, 12, 0, tzinfo=UTC)
+    # 02:30 does not exist in Paris on 29 March: read with the winter offset (03:30 CEST).
+    skipped = digest_slot(DigestPreference(frequency="daily", at="02:30"), "Europe/Paris", saturday)
+    assert skipped == datetime(2026, 3, 29, 1, 30, tzinfo=UTC)
+    # 02:30 happens twice on 25 October: the first one (still summer time).
+    autumn = datetime(2026, 10, 24, 12, 0, tzinfo=UTC)
+    twice = digest_slot(DigestPreference(frequency="daily", at="02:30"), "Europe/Paris", autumn)
+    assert twice == datetime(2026, 10, 25, 0, 30, tzinfo=UTC)
+    hourly = DigestPreference(frequency="hourly")
+    # India is UTC+05:30: its full hours are at :30 UTC.
+    assert digest_slot(hourly, "Asia/Kolkata", saturday) == datetime(
+        2026, 3, 28, 12, 30, tzinfo=UTC
+    )
+    # Across the jump the next full hour of the Paris clock is still one UTC hour away.
+    assert digest_slot(hourly, "Europe/Paris", datetime(2026, 3, 29, 0, 59, tzinfo=UTC)) == (
+        datetime(2026, 3, 29, 1, 0, tzinfo=UTC)
+    )

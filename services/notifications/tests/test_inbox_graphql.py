@@ -11,7 +11,7 @@ import asyncio
 import json
 import socket
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -364,3 +364,200 @@ async def test_two_tabs_follow_each_others_changes_on_inbox_changed(gw) -> None:
 async def _subscribers(gw: Gateway, user_id: str, n: int) -> bool:
     counts = await gw.app.state.gateway.redis.pubsub_numsub(user_channel(user_id))
     return bool(counts and counts[0][1] >= n)
+
+
+# --- digests ----------------------------------------------------------------------------
+
+DIGESTS = """{ notifications(first: 100, type: null) {
+  edges { node { id type content read seen } } } unreadCount }"""
+
+
+def _digests(data: dict[str, Any]) -> list[dict[str, Any]]:
+    return [e["node"] for e in data["notifications"]["edges"] if e["node"]["type"] == "DIGEST"]
+
+
+def _item_keys(digest: dict[str, Any]) -> list[str]:
+    return [i["key"] for i in digest["content"]["data"]["items"]]
+
+
+async def _request(h: Any, key: str, user_id: str, type_: str) -> None:
+    await h.request(key, user_id, type_, content={"title": key, "body": "b", "data": {"k": key}})
+
+
+async def _held(user_id: str, *keys: str) -> None:
+    """Wait until the requests are held for a digest (stored before their ack)."""
+    from herald_common.db import run_db
+    from herald_notifications import digest_store
+
+    await eventually(lambda: run_db(lambda: all(digest_store.is_held(k) for k in keys)))
+
+
+async def test_daily_digest_follows_the_paris_clock_across_the_dst_change(gw) -> None:
+    """08:00 in Paris is 07:00 UTC on Saturday 28 March 2026 and 06:00 UTC on Sunday 29
+    (summer time starts at 02:00 that night): the digest comes at 08:00 local."""
+    from herald_common.db import run_db
+    from herald_common.events import NotificationRequested
+    from herald_notifications import delivery
+    from herald_notifications.service import policy_from
+
+    h = gw.harness
+    h.clock.set(datetime(2026, 3, 28, 10, 0, tzinfo=UTC))
+    digest = {"frequency": "daily", "at": "08:00", "types": ["promotion", "recommendation"]}
+    await h.register("ann", timezone="Europe/Paris", digest=digest)
+    ann = gw.shopper("ann")
+    await _request(h, "promo-1", "ann", "promotion")
+    await _request(h, "rec-1", "ann", "recommendation")
+    await _request(h, "order-1", "ann", "order_update")  # never held
+    await h.settled("order-1")
+    await _held("ann", "promo-1", "rec-1")
+    # The same request sent again, and redelivered by the broker: still one entry.
+    await _request(h, "promo-1", "ann", "promotion")
+    await h.request("promo-2", "ann", "promotion", content="Text only")
+    await _held("ann", "promo-2")
+    again = NotificationRequested.model_validate(
+        h.request_event("promo-1", "ann", "promotion").payload.model_dump()
+    )
+    await run_db(
+        delivery.process_requests,
+        [again],
+        h.clock(),
+        policy_from(h.settings),
+        source="test",
+        maybe_seen={"promo-1"},
+    )
+    data = await ann.ok(DIGESTS)
+    assert [e["node"]["type"] for e in data["notifications"]["edges"]] == ["ORDER_UPDATE"]
+
+    # 07:00 UTC on Sunday is 09:00 summer time: an hour late. 05:59 UTC is 07:59 local.
+    assert (await h.service.send_digests(datetime(2026, 3, 29, 5, 59, tzinfo=UTC))).slots == 0
+    run = await h.service.send_digests(datetime(2026, 3, 29, 6, 1, tzinfo=UTC))
+    assert run.summary() == {"slots": 1, "sent": 1, "empty": 0, "moved_by_quiet_hours": 0}
+    data = await ann.ok(DIGESTS)
+    [digest_node] = _digests(data)
+    # In request order (requested at the same instant here: then by key).
+    assert _item_keys(digest_node) == ["promo-1", "promo-2", "rec-1"]
+    first = digest_node["content"]["data"]["items"][0]
+    assert first == {
+        "key": "promo-1",
+        "type": "promotion",
+        "title": "promo-1",
+        "body": "b",
+        "data": {"k": "promo-1"},
+    }
+    assert digest_node["content"]["data"]["items"][1]["body"] == "Text only"
+    assert digest_node["content"]["data"]["slot"].startswith("2026-03-29T06:00:00")
+    assert digest_node["read"] is False and data["unreadCount"] == 2
+    # A retry, a second runner or a late redelivery never makes a second digest or entry.
+    assert (await h.service.send_digests(datetime(2026, 3, 29, 6, 5, tzinfo=UTC))).slots == 0
+    await _request(h, "promo-1", "ann", "promotion")
+    h.clock.set(datetime(2026, 3, 29, 7, 0, tzinfo=UTC))
+    await _request(h, "rec-2", "ann", "recommendation")
+    await _held("ann", "rec-2")
+    run = await h.service.send_digests(datetime(2026, 3, 30, 6, 1, tzinfo=UTC))
+    assert run.summary()["sent"] == 1
+    digests = _digests(await ann.ok(DIGESTS))
+    assert [_item_keys(d) for d in digests] == [["rec-2"], ["promo-1", "promo-2", "rec-1"]]
+    await ann.consistent()
+
+
+async def test_quiet_hours_move_the_whole_digest_and_the_cap_counts_it_once(gw) -> None:
+    h = gw.harness
+    h.clock.set(datetime(2026, 3, 10, 21, 10, tzinfo=UTC))
+    await h.register(
+        "ann",
+        digest={"frequency": "hourly"},
+        quiet_hours={"start": "22:00", "end": "07:00"},
+        max_promotions_per_day=1,
+    )
+    ann = gw.shopper("ann")
+    for key, type_ in (("p1", "promotion"), ("p2", "promotion"), ("r1", "recommendation")):
+        await _request(h, key, "ann", type_)
+    await _held("ann", "p1", "p2", "r1")
+
+    # The 22:00 slot falls in quiet hours: the whole digest waits until 07:00.
+    run = await h.service.send_digests(datetime(2026, 3, 10, 22, 1, tzinfo=UTC))
+    assert run.summary() == {"slots": 1, "sent": 0, "empty": 0, "moved_by_quiet_hours": 1}
+    assert _digests(await ann.ok(DIGESTS)) == []
+    assert (await h.service.send_digests(datetime(2026, 3, 11, 6, 59, tzinfo=UTC))).slots == 0
+    run = await h.service.send_digests(datetime(2026, 3, 11, 7, 1, tzinfo=UTC))
+    assert run.summary()["sent"] == 1
+    [digest_node] = _digests(await ann.ok(DIGESTS))
+    # Two promotions in one digest take one place of a cap of one.
+    assert _item_keys(digest_node) == ["p1", "p2", "r1"]
+
+    # The day's place is taken: the next slot's promotions are left out, and a slot left
+    # with nothing sends nothing.
+    h.clock.set(datetime(2026, 3, 11, 7, 10, tzinfo=UTC))
+    await _request(h, "p3", "ann", "promotion")
+    await _held("ann", "p3")
+    run = await h.service.send_digests(datetime(2026, 3, 11, 8, 1, tzinfo=UTC))
+    assert run.summary() == {"slots": 1, "sent": 0, "empty": 1, "moved_by_quiet_hours": 0}
+    assert len(_digests(await ann.ok(DIGESTS))) == 1
+
+
+async def test_an_empty_slot_sends_nothing(gw) -> None:
+    h = gw.harness
+    h.clock.set(datetime(2026, 3, 10, 9, 10, tzinfo=UTC))
+    await h.register("ann", digest={"frequency": "hourly", "types": ["recommendation"]})
+    ann = gw.shopper("ann")
+    await _request(h, "p1", "ann", "promotion")  # not held: delivered at once
+    await h.settled("p1")
+    assert (await h.service.send_digests(datetime(2026, 3, 10, 10, 1, tzinfo=UTC))).slots == 0
+    # Held, then the user opts out of recommendations: the slot has nothing to send.
+    await _request(h, "r1", "ann", "recommendation")
+    await _held("ann", "r1")
+    await h.update_preferences(
+        "ann", recommendations=False, digest={"frequency": "hourly", "types": ["recommendation"]}
+    )
+    from herald_common.db import run_db
+    from herald_common.replica import get_users
+
+    await eventually(
+        lambda: run_db(lambda: get_users(["ann"])["ann"]["preferences"]["recommendations"] is False)
+    )
+    run = await h.service.send_digests(datetime(2026, 3, 10, 10, 1, tzinfo=UTC))
+    assert run.summary() == {"slots": 1, "sent": 0, "empty": 1, "moved_by_quiet_hours": 0}
+    data = await ann.ok(DIGESTS)
+    assert [e["node"]["type"] for e in data["notifications"]["edges"]] == ["PROMOTION"]
+
+
+@pytest.mark.slow
+async def test_the_digest_command_sends_due_digests_as_a_process(gw, unique) -> None:
+    """``herald-notifications digest`` (what the Schedule's CronJob and the local runner
+    run) against the same servers; its slots are due by the wall clock."""
+    import os
+    import sys
+    from pathlib import Path
+
+    h = gw.harness
+    h.clock.set(datetime(2026, 3, 10, 9, 10, tzinfo=UTC))
+    await h.register("ann", digest={"frequency": "hourly"})
+    ann = gw.shopper("ann")
+    await _request(h, "p1", "ann", "promotion")
+    await _request(h, "r1", "ann", "recommendation")
+    await _held("ann", "p1", "r1")
+    s = h.settings
+    env = {
+        **os.environ,
+        "HERALD_NOTIFICATIONS_MONGODB_URI": s.mongodb_uri,
+        "HERALD_NOTIFICATIONS_MONGODB_DB": s.mongodb_db,
+        "HERALD_NOTIFICATIONS_AMQP_URL": s.amqp_url.get_secret_value(),
+        "HERALD_NOTIFICATIONS_REDIS_URL": s.redis_url,
+        "HERALD_NOTIFICATIONS_EVENTS_EXCHANGE": s.events_exchange,
+        "HERALD_NOTIFICATIONS_DEAD_LETTER_EXCHANGE": s.dead_letter_exchange,
+        "HERALD_NOTIFICATIONS_LOG_JSON": "false",
+    }
+    command = str(Path(sys.executable).parent / "herald-notifications")
+
+    async def run() -> dict[str, int]:
+        proc = await asyncio.create_subprocess_exec(
+            command, "digest", env=env, stdout=asyncio.subprocess.PIPE
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), 120)
+        assert proc.returncode == 0
+        return dict(json.loads(out.decode().strip().splitlines()[-1]))
+
+    assert await run() == {"slots": 1, "sent": 1, "empty": 0, "moved_by_quiet_hours": 0}
+    [digest_node] = _digests(await ann.ok(DIGESTS))
+    assert sorted(_item_keys(digest_node)) == ["p1", "r1"]
+    assert (await run())["slots"] == 0  # the next run finds nothing to send again

@@ -21,7 +21,7 @@ from herald_common.events import NotificationRequested
 from herald_common.outbox import OutboxRelay
 from herald_common.preferences import Preferences
 from herald_common.replica_cache import UserCache
-from herald_notifications import delivery, delivery_log, inbox, inbox_store
+from herald_notifications import delivery, delivery_log, digest_sweep, inbox, inbox_store
 from herald_notifications.decisions import Decision, DeliveryPolicy
 from herald_notifications.email import state as email_state
 from herald_notifications.models import (
@@ -145,6 +145,19 @@ def test_every_query_of_the_notifications_service_is_index_served(make_settings)
         refresh_statistics(db)
         policy = DeliveryPolicy(quiet_hours_types=frozenset({"promotion", "recommendation"}))
         user = Principal(user_id="u0007")
+        digest_prefs = Preferences(
+            max_promotions_per_day=3,
+            digest={"frequency": "hourly"},  # type: ignore[arg-type]
+        ).model_dump(mode="json")
+        replica._coll().insert_one(
+            {
+                "_id": "u-digest",
+                "bucket": replica.bucket_of("u-digest"),
+                "revision": 1,
+                "deleted": False,
+                "preferences": digest_prefs,
+            }
+        )
 
         with recorder.recording():
             page = inbox.list_notifications("u0007", first=3)
@@ -196,6 +209,16 @@ def test_every_query_of_the_notifications_service_is_index_served(make_settings)
                 source="test",
                 maybe_seen={r.idempotency_key for r in requests},
             )
+            # Digests: holding (and a redelivery of) a request, then the slot's sweep.
+            held = [
+                _request("held-promo", "u-digest", "promotion"),
+                _request("held-rec", "u-digest", "recommendation"),
+            ]
+            delivery.process_requests(held, NOW, policy, source="test")
+            delivery.process_requests(
+                held[:1], NOW, policy, source="test", maybe_seen={"held-promo"}
+            )
+            assert digest_sweep.send_due(NOW + timedelta(hours=2), source="test").created
             # through the user cache: a batch missing a bucket reads it whole
             cache = UserCache(bucket_misses=1)
             cache.subscribed()
