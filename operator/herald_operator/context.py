@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
+from herald_common.clock import Clock, utcnow
 from kubernetes import client, config
 
 from herald_operator.builders.common import digest
 from herald_operator.builders.event import EventType, build_event
 from herald_operator.config import OperatorSettings
 from herald_operator.kube import Kube
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def api_client(kubeconfig: str | None = None) -> client.ApiClient:
@@ -37,7 +33,7 @@ class Context:
 
     settings: OperatorSettings
     kube: Kube
-    clock: Callable[[], datetime] = field(default=utcnow)
+    clock: Clock = field(default=utcnow)
     events_posted: int = 0
 
     def event(self, body: Mapping[str, Any], type_: EventType, reason: str, message: str) -> None:

@@ -13,20 +13,16 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from herald_common.clock import Clock, utcnow
 from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 log = logging.getLogger(__name__)
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def _micro(at: datetime) -> str:
@@ -48,7 +44,7 @@ class LeaseElector:
     namespace: str
     identity: str
     duration: float = 15.0
-    clock: Callable[[], datetime] = _utcnow
+    clock: Clock = utcnow
 
     def __post_init__(self) -> None:
         # Typed as Any: the calls send and receive plain dicts (raw JSON).
