@@ -9,6 +9,9 @@ with a message naming the field.
 JSON Schema snapshots of every event live in ``herald_common/schemas/`` and are
 checked by a test; regenerate them with ``python -m herald_common.events --write``
 only for an intended wire change (and bump the event ``version``).
+
+Long module: the only definition of the wire format — every payload model, the
+envelope, the binding patterns and the schema snapshots — kept in one place on purpose.
 """
 
 from __future__ import annotations
