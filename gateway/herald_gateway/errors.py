@@ -20,9 +20,21 @@ import traceback
 from typing import Any
 
 from herald_common.errors import HeraldError
+from prometheus_client import Counter
 from tartiflette.types.exceptions.tartiflette import CoercionError
 
 log = logging.getLogger(__name__)
+
+# Every error a client is sent, over HTTP and WebSocket alike (count_errors).
+ERRORS = Counter("herald_gateway_graphql_errors_total", "GraphQL errors sent to clients", ["code"])
+
+
+def count_errors(errors: Any) -> None:
+    """Count the errors of an answer by ``extensions.code`` (``NONE`` without one)."""
+    for error in errors or ():
+        code = (error.get("extensions") or {}).get("code") if isinstance(error, dict) else None
+        ERRORS.labels(str(code or "NONE")).inc()
+
 
 CODES = (
     "UNAUTHENTICATED",

@@ -154,6 +154,7 @@ def test_dashboards_cover_what_operators_watch() -> None:
     assert "rabbitmq_queue_messages_ready" in rabbit and ".*\\\\.dlq" in rabbit
     gateway = exprs["herald-gateway.json"]
     assert 'route="/graphql"' in gateway and "herald_gateway_cache_total" in gateway
+    assert "sum by (code) (rate(herald_gateway_graphql_errors_total" in gateway
     assert "herald_operator_reconciles_total" in overview
     assert "herald_operator_reconcile_duration_seconds_bucket" in overview
 

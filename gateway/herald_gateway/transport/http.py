@@ -18,7 +18,7 @@ from herald_common.logs import set_correlation_id
 
 from herald_gateway.context import authenticate
 from herald_gateway.engine import schema_sdl
-from herald_gateway.errors import GraphQLFailure, request_error
+from herald_gateway.errors import GraphQLFailure, count_errors, request_error
 from herald_gateway.gateway import Gateway
 from herald_gateway.inputs import decode_json
 from herald_gateway.transport.operation import (
@@ -53,6 +53,7 @@ def graphiql_page(directory: Path) -> Response:
 
 
 def _refused(exc: RequestRefused) -> JSONResponse:
+    count_errors(exc.errors)
     return JSONResponse({"errors": exc.errors}, status_code=exc.status, headers=exc.headers)
 
 
@@ -128,6 +129,7 @@ async def _run(gateway: Gateway, request: Request, body: Any, allowed: tuple[str
     except RequestRefused as exc:
         return _refused(exc)
     status = 400 if is_request_error(result) else 200
+    count_errors(result.get("errors"))
     return JSONResponse(result, status_code=status)
 
 

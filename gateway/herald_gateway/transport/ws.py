@@ -32,7 +32,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from herald_gateway.context import RequestContext, authenticate
 from herald_gateway.engine import get_engine
-from herald_gateway.errors import GraphQLFailure, log_unexpected
+from herald_gateway.errors import GraphQLFailure, count_errors, log_unexpected
 from herald_gateway.gateway import Gateway
 from herald_gateway.inputs import decode_json
 from herald_gateway.transport.operation import RequestRefused, execute, prepare
@@ -265,6 +265,7 @@ class _Session:
     # --- operations ------------------------------------------------------------------
 
     async def send_errors(self, op_id: str, errors: list[dict[str, Any]]) -> None:
+        count_errors(errors)
         if self.legacy:
             # The legacy protocol carries one error object.
             await self.send({"type": "error", "id": op_id, "payload": errors[0]})
@@ -272,6 +273,7 @@ class _Session:
             await self.send({"type": "error", "id": op_id, "payload": errors})
 
     async def send_result(self, op_id: str, result: dict[str, Any]) -> None:
+        count_errors(result.get("errors"))
         await self.send({"type": "data" if self.legacy else "next", "id": op_id, "payload": result})
 
     async def run_operation(self, op_id: str, payload: Any) -> None:
