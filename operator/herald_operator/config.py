@@ -65,6 +65,7 @@ class OperatorSettings(BaseSettings):
     # scheduler's fire command, a Schedule its task's component (see TASK_COMPONENTS).
     scheduler_image: str | None = None
     recommendations_image: str | None = None
+    notifications_image: str | None = None
     image_pull_policy: PullPolicy = "IfNotPresent"
     image_pull_secrets: Annotated[list[str], NoDecode] = Field(default_factory=list)
     service_account: str | None = None
@@ -126,10 +127,12 @@ class OperatorSettings(BaseSettings):
         return not self.namespaces
 
     def image_for(self, component: str) -> str | None:
-        """The image of ``component`` (``scheduler``, ``recommendations``), if set."""
+        """The image of ``component`` (``scheduler``, ``recommendations``,
+        ``notifications``), if set."""
         return {
             "scheduler": self.scheduler_image,
             "recommendations": self.recommendations_image,
+            "notifications": self.notifications_image,
         }.get(component)
 
     @staticmethod

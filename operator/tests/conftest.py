@@ -60,6 +60,7 @@ def settings() -> OperatorSettings:
     return OperatorSettings(
         scheduler_image="registry.example/herald/scheduler:1.0",
         recommendations_image="registry.example/herald/recommendations:1.0",
+        notifications_image="registry.example/herald/notifications:1.0",
         job_env={"HERALD_ENVIRONMENT": "production"},
         job_env_from_secrets=["herald-infra"],
         service_account="herald-jobs",

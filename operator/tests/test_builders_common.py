@@ -204,3 +204,22 @@ def test_recommendation_batch_commands_are_ones_its_cli_accepts(settings: Operat
         assert command[0] == "herald-recommendations"
         args = build_parser().parse_args(command[1:])
         assert args.changed is changed
+
+
+def test_digest_schedule_runs_the_notifications_digest_command(settings: OperatorSettings) -> None:
+    from herald_notifications.cli import build_parser
+
+    for parameters, limit in (({}, 500), ({"limit": 50}, 50)):
+        container = container_for(schedule(task="digest", parameters=parameters), settings)
+        assert container["image"] == "registry.example/herald/notifications:1.0"
+        command = container["command"]
+        assert command[:2] == ["herald-notifications", "digest"]
+        args = build_parser().parse_args(command[1:])
+        assert (args.command, args.limit) == ("digest", limit)
+
+
+def test_digest_schedule_without_the_notifications_image_names_the_variable() -> None:
+    settings = OperatorSettings(scheduler_image="s:1", recommendations_image="r:1")
+    with pytest.raises(SpecError) as failed:
+        container_for(schedule(task="digest", parameters={}), settings)
+    assert "HERALD_OPERATOR_NOTIFICATIONS_IMAGE" in str(failed.value)

@@ -102,9 +102,16 @@ def test_tasks_map_to_a_command_and_an_image() -> None:
         "50",
     ]
     assert task_command("recommendation-batch")[0] == "herald-recommendations"
+    assert task_command("digest", {"limit": 20}) == [
+        "herald-notifications",
+        "digest",
+        "--limit",
+        "20",
+    ]
     assert TASK_COMPONENTS == {
         "order-sweep": "scheduler",
         "recommendation-batch": "recommendations",
+        "digest": "notifications",
     }
 
 

@@ -90,6 +90,10 @@ def test_examples_are_valid_and_cover_the_local_demo() -> None:
     assert isinstance(batch, Schedule) and batch.spec.task == "recommendation-batch"
     assert sweep.local_interval.total_seconds() == 10
     assert batch.local_interval.total_seconds() == 10
+    digest = by_name["digest"]
+    assert isinstance(digest, Schedule) and digest.spec.task == "digest"
+    assert digest.local_interval is None  # the local runner follows the cron
+    assert digest.spec.schedule == "* * * * *"
 
 
 def test_defaults_are_applied_like_the_api_server() -> None:

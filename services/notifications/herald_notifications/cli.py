@@ -67,14 +67,19 @@ async def _digest(settings: NotificationsSettings, limit: int) -> dict[str, int]
     return run.summary()
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (the operator's tests parse its pod commands with it)."""
     parser = argparse.ArgumentParser(prog="herald-notifications", description=__doc__)
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("serve", help="run the HTTP service (default)")
     sub.add_parser("sweep", help="release due deferred requests and purge old ones, once")
     digest = sub.add_parser("digest", help="send the digests whose slot has come, once")
     digest.add_argument("--limit", type=int, default=500, help="at most this many slots")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     settings = NotificationsSettings()
     if args.command == "digest":
         print(json.dumps(asyncio.run(_digest(settings, args.limit))))

@@ -11,21 +11,25 @@ Parameters per task (``spec.parameters``):
   many orders per run).
 * ``recommendation-batch``: ``changedSinceLastRun`` (bool, default true: only users
   whose activity changed since the last batch).
+* ``digest``: ``limit`` (int, at most this many digest slots per run). Runs
+  ``herald-notifications digest`` in the notifications image; run it every minute.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-TaskName = Literal["order-sweep", "recommendation-batch"]
+TaskName = Literal["order-sweep", "recommendation-batch", "digest"]
 # The component (image) whose command performs each task.
 TASK_COMPONENTS: dict[str, str] = {
     "order-sweep": "scheduler",
     "recommendation-batch": "recommendations",
+    "digest": "notifications",
 }
 _PARAMETERS: dict[str, dict[str, type]] = {
     "order-sweep": {"batchSize": int, "limit": int},
     "recommendation-batch": {"changedSinceLastRun": bool},
+    "digest": {"limit": int},
 }
 
 
@@ -61,5 +65,10 @@ def task_command(task: str, parameters: dict[str, Any] | None = None) -> list[st
         argv = ["herald-recommendations", "batch"]
         if params.get("changedSinceLastRun", True):
             argv.append("--changed-since-last-run")
+        return argv
+    if task == "digest":
+        argv = ["herald-notifications", "digest"]
+        if "limit" in params:
+            argv += ["--limit", str(params["limit"])]
         return argv
     raise ValueError(f"unknown task {task!r}")
