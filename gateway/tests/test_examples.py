@@ -22,6 +22,10 @@ def test_examples_exist_for_every_root_field() -> None:
         "user(", "campaigns(", "deadLetters(", "register(", "login(", "refreshToken(", "logout",
         "updatePreferences(", "markNotificationRead(", "markAllNotificationsRead",
         "trackActivity(", "fireCampaign(", "replayDeadLetters(", "notificationAdded",
+        "unseenCount", "markNotificationsSeen(", "markNotificationsRead(",
+        "archiveNotification(", "unarchiveNotification(", "archiveAllRead",
+        "archived: true", "snoozeNotification(", "deleteNotification(", "inboxChanged",
+        "digest {",
     ):  # fmt: skip
         assert field in text, field
 
