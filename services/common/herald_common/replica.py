@@ -34,10 +34,31 @@ def _coll(alias: str = "default") -> Any:
     return mongoengine.get_db(alias)[COLLECTION]
 
 
+# One document in the service's ``migrations``-like state collection: when the replica
+# last changed (lets a periodic job tell "nothing changed" without reading the replica).
+STATE = "user_replica_state"
+CHANGED = "changed"
+
+
 def ensure_indexes(alias: str = "default") -> None:
-    """Create the replica's index; give documents of an older layout their bucket."""
+    """Create the replica's index; give documents of an older layout their bucket. A
+    replica from before the change marker counts as changed now (once)."""
     _coll(alias).create_index([("bucket", ASCENDING), ("_id", ASCENDING)])
     run_once(f"user_replica.bucket.{BUCKETS}", lambda: backfill_buckets(alias), alias)
+    run_once("user_replica.changed_at", lambda: _mark_changed(datetime.now(UTC), alias), alias)
+
+
+def _mark_changed(now: datetime, alias: str = "default") -> None:
+    mongoengine.get_db(alias)[STATE].update_one(
+        {"_id": CHANGED}, {"$max": {"at": now}}, upsert=True
+    )
+
+
+def last_change() -> datetime | None:
+    """When a user event last changed the replica (None: never, since the marker)."""
+    doc = mongoengine.get_db()[STATE].find_one({"_id": CHANGED})
+    at = doc.get("at") if doc else None
+    return at if at is None or at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def apply_user_event(payload: UserRegistered | UserPreferencesUpdated | UserDeleted) -> bool:
@@ -79,7 +100,10 @@ def apply_user_event(payload: UserRegistered | UserPreferencesUpdated | UserDele
                 {"$set": {"created_at": payload.created_at, "roles": payload.roles}},
             )
         return False
-    return bool(result.modified_count or result.upserted_id is not None)
+    changed = bool(result.modified_count or result.upserted_id is not None)
+    if changed:
+        _mark_changed(now)
+    return changed
 
 
 async def handle_user_event(event: Envelope[Any]) -> None:

@@ -7,7 +7,8 @@ This is the container command of the recommendation Kubernetes Job
    popularity); store it and make it current.
 2. Recompute and store the recommendations of all users (``--all``: everyone with
    activity plus every replicated user) or of those with activity ingested, or a
-   replica change, since the last finished run (``--changed-since-last-run``).
+   replica change, since the last finished run (``--changed-since-last-run``). When
+   neither happened, the incremental run does nothing at all (``skipped``).
 3. With ``notify``, stage a ``notification.requested`` per opted-in user in the same
    write as the user's new recommendations (outbox), key ``rec:<user>:<batch_id>``;
    publish them with confirms before exiting. A crash mid-batch loses nothing: staged
@@ -64,6 +65,9 @@ class BatchResult:
     notified: int = 0
     failed: int = 0
     unpublished: int = 0
+    # incremental run with nothing to do: no activity and no replica change since the
+    # last finished run (no model rebuilt, no run recorded)
+    skipped: bool = False
     model_version: str | None = None
     exit_code: int = EXIT_OK
     errors: list[str] = field(default_factory=list)
@@ -90,6 +94,13 @@ def build_model(engine: RecommendationEngine, now: datetime) -> tuple[Model, dic
     return model, stats
 
 
+def changed_since(since: datetime, watermark: datetime | None) -> bool:
+    """Whether activity was ingested (``watermark``) or the user replica changed at or
+    after ``since``: two state-document reads, so an idle schedule costs nothing."""
+    replica_changed = replica.last_change()
+    return any(at is not None and at >= since for at in (watermark, replica_changed))
+
+
 def compute(
     engine: RecommendationEngine,
     *,
@@ -105,6 +116,9 @@ def compute(
     since = previous["started_at"] if previous else None
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
+    if since is not None and not changed_since(since, watermark):
+        log.info("batch skipped: nothing changed", extra={"since": str(since)})
+        return BatchResult(mode=mode, since=since, skipped=True)
     batch_id = batch_id or derive_batch_id(watermark.timestamp() if watermark else None, mode)
     result = BatchResult(
         batch_id=batch_id, mode=mode, since=since, run_id=f"{batch_id}@{started:%Y%m%dT%H%M%S.%fZ}"

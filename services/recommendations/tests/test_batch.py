@@ -84,7 +84,9 @@ async def test_batch_stores_notifies_opted_in_once_and_is_rerunnable(
 
         # Nothing changed since the last run: an incremental run touches nobody…
         changed = await run_batch(settings, mode="changed")
-        assert (changed.exit_code, changed.users) == (0, 0)
+        assert (changed.exit_code, changed.users, changed.skipped) == (0, 0, True)
+        connect_db(settings)
+        assert BatchRun.objects(status="ok").count() == 3  # not even a run recorded
         # …until a user has new activity.
         connect_db(settings)
         engine = RecommendationEngine(settings)
@@ -102,6 +104,13 @@ async def test_batch_stores_notifies_opted_in_once_and_is_rerunnable(
         )
         changed = await run_batch(settings, mode="changed")
         assert (changed.exit_code, changed.users, changed.notified) == (0, 1, 0)
+        assert not changed.skipped
+        # …or a user's replica changes.
+        assert (await run_batch(settings, mode="changed")).skipped
+        connect_db(settings)
+        assert apply_user_event(registered("u-new", recommendations=False).payload)
+        changed = await run_batch(settings, mode="changed")
+        assert (changed.exit_code, changed.users, changed.skipped) == (0, 1, False)
     finally:
         disconnect_db()
 
