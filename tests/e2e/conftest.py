@@ -14,6 +14,7 @@ import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,8 +77,14 @@ class Herald:
             pytest.fail(f"dev/run.sh up failed:\n{result.stdout}\n{result.stderr}\n{logs}")
 
 
-@pytest.fixture(scope="session")
-def herald(infra: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Herald]:
+@contextmanager
+def running_herald(
+    infra: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+    servers: dict[str, str] | None = None,
+) -> Iterator[Herald]:
+    """All of Herald, isolated as described above. ``servers`` replaces the URLs the
+    processes use (e.g. through a fault-injection proxy); clean-up uses ``infra``."""
     run_id = uuid.uuid4().hex[:8]
     run_dir = tmp_path_factory.mktemp(f"herald-e2e-{run_id}")
     vhost = f"herald-e2e-{run_id}"
@@ -88,6 +95,7 @@ def herald(infra: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> I
     env = {
         **os.environ,
         **infra,
+        **(servers or {}),
         "HERALD_RUN_DIR": str(run_dir),
         "HERALD_RUN_SKIP_INFRA": "1",
         "HERALD_RUN_DB_PREFIX": f"e2e_{run_id}",
@@ -107,7 +115,8 @@ def herald(infra: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> I
     env["HERALD_MAIL_DIR"] = str(run_dir / "mail")
     env["HERALD_NOTIFICATIONS_PUBLIC_URL"] = f"http://127.0.0.1:{env['HERALD_GATEWAY_PORT']}"
     if own_vhost:
-        env["HERALD_AMQP_URL"] = urlunparse(amqp._replace(path=f"/{vhost}"))
+        amqp_used = urlparse(env["HERALD_AMQP_URL"])
+        env["HERALD_AMQP_URL"] = urlunparse(amqp_used._replace(path=f"/{vhost}"))
     else:
         # No rabbitmqctl (a broker we do not manage): separate exchanges and queues.
         env["HERALD_EVENTS_EXCHANGE"] = f"herald.events.e2e{run_id}"
@@ -138,6 +147,12 @@ def herald(infra: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> I
             client.close()
         except Exception as exc:  # noqa: BLE001 - cleanup is best effort
             print(f"could not drop the e2e databases: {exc}")
+
+
+@pytest.fixture(scope="session")
+def herald(infra: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Herald]:
+    with running_herald(infra, tmp_path_factory) as system:
+        yield system
 
 
 class GraphQL:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 from urllib.parse import urlparse, urlunparse
 
 
@@ -89,3 +90,46 @@ class TcpProxy:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+
+
+class ProxyThread:
+    """:class:`TcpProxy` instances served by their own event loop in a thread.
+
+    For servers used by processes that outlive one test's event loop (module or session
+    fixtures that start Herald): ``add`` returns a started proxy; ``cut`` makes its
+    server unreachable (new connections refused, open ones severed) until ``restore``.
+    """
+
+    def __init__(self) -> None:
+        import threading
+
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self.proxies: list[TcpProxy] = []
+
+    def _run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
+
+    def add(self, url: str, default_port: int) -> TcpProxy:
+        proxy = self._run(TcpProxy.for_url(url, default_port).start())
+        self.proxies.append(proxy)
+        return proxy
+
+    def cut(self, proxy: TcpProxy) -> int:
+        """Refuse new connections and sever the open ones; returns how many were cut."""
+
+        async def cut() -> int:
+            proxy.pause()
+            return proxy.drop_all()
+
+        return int(self._run(cut()))
+
+    def restore(self, proxy: TcpProxy) -> None:
+        self.loop.call_soon_threadsafe(proxy.resume)
+
+    def close(self) -> None:
+        for proxy in self.proxies:
+            self._run(proxy.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
