@@ -447,6 +447,9 @@ async def test_daily_digest_follows_the_paris_clock_across_the_dst_change(gw) ->
     assert digest_node["content"]["data"]["items"][1]["body"] == "Text only"
     assert digest_node["content"]["data"]["slot"].startswith("2026-03-29T06:00:00")
     assert digest_node["read"] is False and data["unreadCount"] == 2
+    only = await ann.ok("{ notifications(type: DIGEST) { totalCount edges { node { id } } } }")
+    assert only["notifications"]["totalCount"] == 1
+    assert only["notifications"]["edges"][0]["node"]["id"] == digest_node["id"]
     # A retry, a second runner or a late redelivery never makes a second digest or entry.
     assert (await h.service.send_digests(datetime(2026, 3, 29, 6, 5, tzinfo=UTC))).slots == 0
     await _request(h, "promo-1", "ann", "promotion")

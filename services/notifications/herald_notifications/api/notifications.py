@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
-from herald_common.events import NotificationType
+from herald_common.events import StoredNotificationType
 
 from herald_notifications.api.schemas import (
     Caller,
@@ -37,7 +37,7 @@ async def list_notifications(
     first: Annotated[int, Query(ge=1, le=100)] = 20,
     after: Annotated[str | None, Query(max_length=500)] = None,
     unread_only: bool = False,
-    type: NotificationType | None = None,
+    type: StoredNotificationType | None = None,
     archived: bool = False,
 ) -> object:
     """The caller's notifications, newest first, with cursor pagination. ``archived``
