@@ -52,7 +52,7 @@ from herald_scheduler.interests import known_products
 from herald_scheduler.models import OrderTransition, ensure_indexes
 from herald_scheduler.orders import seed_orders
 from herald_scheduler.runner import Firing, LocalRunner
-from herald_scheduler.tasks import TaskOutcome, run_command
+from herald_scheduler.tasks import TaskOutcome, TaskWorker, run_command
 
 log = logging.getLogger("herald_scheduler.cli")
 
@@ -275,6 +275,8 @@ class RuntimeActions:
         self.campaigns = Campaigns(settings, runtime.broker)
         self.orders = Orders(settings, outbox_written=runtime.outbox_written)
         self._stored: dict[str, str] = {}
+        # Task commands run in one warm worker process, not a new interpreter per run.
+        self.worker = TaskWorker()
 
     async def campaigns_loaded(self, campaigns: Sequence[NotificationCampaign]) -> None:
         """Remember the file definitions so an admin can fire them by name."""
@@ -297,7 +299,9 @@ class RuntimeActions:
             )
             return TaskOutcome("succeeded", json.dumps(result.to_dict()))
         return await run_command(
-            task_command(spec.task, spec.parameters), timeout=self.settings.task_timeout_seconds
+            task_command(spec.task, spec.parameters),
+            timeout=self.settings.task_timeout_seconds,
+            worker=self.worker,
         )
 
 
@@ -315,13 +319,13 @@ async def cmd_run_local(args: argparse.Namespace, settings: SchedulerSettings) -
         loop.add_signal_handler(sig, stop.set)
     try:
         await run_db(ensure_indexes)
-        runner = LocalRunner(
-            args.dir,
-            RuntimeActions(settings, runtime),
-            reload_seconds=settings.runner_reload_seconds,
-        )
+        actions = RuntimeActions(settings, runtime)
+        runner = LocalRunner(args.dir, actions, reload_seconds=settings.runner_reload_seconds)
         log.info("local runner started", extra={"dirs": [str(d) for d in args.dir]})
-        await runner.run_forever(stop)
+        try:
+            await runner.run_forever(stop)
+        finally:
+            await actions.worker.close()
     finally:
         await runtime.stop()
     return OK
