@@ -80,9 +80,14 @@ test-cluster: venv cluster-prepare
 test-fast: venv graphiql
 	$(PY) -m pytest -m "not integration and not kube and not e2e and not slow and not cluster" $(PYTEST_ARGS)
 
+# Lint on its own (.ci/run runs it before the tests; pre-commit runs the same hooks):
+# formatting, lint rules, types (strict on herald_common and the services' domain
+# modules, see pyproject.toml) and the run-time lock agreeing with the tested one.
 lint: venv
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy services/common/herald_common services/*/herald_* gateway/herald_gateway
+	$(VENV)/bin/mypy $(patsubst %/__init__.py,%,$(wildcard services/*/herald_*/__init__.py)) gateway/herald_gateway operator/herald_operator
+	$(PY) -m pytest -q tests/test_repository.py -k "runtime_pins"
 
 # Every benchmark at its full size (bench/README.md); BENCH_ARGS=--smoke for tiny sizes,
 # BENCH_ARGS="inbox fanout" for some of them.

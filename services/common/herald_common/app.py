@@ -136,7 +136,9 @@ def create_app(
     app.openapi = openapi  # type: ignore[method-assign]
 
     @app.middleware("http")
-    async def _observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]):
+    async def _observe(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
         cid = request.headers.get("x-correlation-id") or request.headers.get("x-request-id")
         cid = set_correlation_id(cid)
         started = time.perf_counter()

@@ -17,6 +17,9 @@ Popularity (decayed, weighted interaction counts, or the catalog prior before an
 is a small fourth term and the whole answer for a cold-start user. Already purchased
 items are never recommended. Every recommendation names the signal that contributed
 most to it as a human-readable explanation.
+
+Long module: the whole scoring model (signals, blending, explanations, the material
+change rule) is pure and tested as one unit; splitting it would scatter one formula.
 """
 
 from __future__ import annotations

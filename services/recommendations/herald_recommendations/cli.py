@@ -212,7 +212,7 @@ def run_evaluation(args: argparse.Namespace, settings: RecommendationsSettings) 
             return EXIT_CONFIG
         catalog = storage.load_catalog()
         now = datetime.now(UTC).timestamp()
-        total = storage.ActiveUser.objects.count()
+        total = storage.active_user_count()
 
         def stream() -> Any:
             return storage.iter_user_interactions(settings.batch_page_size)

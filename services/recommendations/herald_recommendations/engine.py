@@ -269,7 +269,7 @@ class RecommendationEngine:
             source=self.settings.service_name,
             requested_at=now,
         )
-        return make_event("notification.requested", payload, source=self.settings.service_name)
+        return make_event(payload, source=self.settings.service_name)
 
     # --- read ------------------------------------------------------------------------------
 

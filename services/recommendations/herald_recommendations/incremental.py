@@ -31,11 +31,11 @@ class IncrementalRefresher:
     """Decides which users need a refresh and runs the debounced recomputes."""
 
     def __init__(
-        self, engine: RecommendationEngine, on_staged: Callable[[], None] | None = None
+        self, engine: RecommendationEngine, outbox_written: Callable[[], None] | None = None
     ) -> None:
         self.engine = engine
         self.settings = engine.settings
-        self.on_staged = on_staged
+        self.outbox_written = outbox_written
         self._pending: dict[str, asyncio.Task[None]] = {}
         self.refreshed = 0
 
@@ -88,8 +88,8 @@ class IncrementalRefresher:
             log.exception("incremental refresh failed", extra={"user_id": user_id})
             return
         self.refreshed += 1
-        if outcome.notified and self.on_staged:
-            self.on_staged()
+        if outcome.notified and self.outbox_written:
+            self.outbox_written()
         log.info(
             "recommendations refreshed",
             extra={"user_id": user_id, "items": outcome.items, "notified": outcome.notified},

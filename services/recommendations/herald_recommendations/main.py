@@ -37,7 +37,7 @@ def create_app(
         await runtime.start(app)
         engine = RecommendationEngine(s, clock=clock)
         await run_db(engine.ensure_ready)
-        refresher = IncrementalRefresher(engine, on_staged=runtime.outbox_written)
+        refresher = IncrementalRefresher(engine, outbox_written=runtime.outbox_written)
         app.state.engine = engine
         app.state.refresher = refresher
         assert runtime.broker is not None

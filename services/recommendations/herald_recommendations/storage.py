@@ -316,6 +316,12 @@ def iter_user_interactions(
         day += timedelta(days=1)
 
 
+def active_user_count() -> int:
+    """How many users have activity (the offline evaluation's progress total; an admin
+    command, not a request path)."""
+    return int(ActiveUser.objects.count())
+
+
 def known_active(user_ids: Iterable[str]) -> set[str]:
     """Those of ``user_ids`` that have activity (``_id`` look-ups, several at a time)."""
     coll = collection(ActiveUser)

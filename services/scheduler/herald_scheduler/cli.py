@@ -13,6 +13,10 @@
 Exit codes: 0 done, 1 failed (infrastructure unreachable, task error), 2 invalid input
 or configuration (bad file, unknown campaign, bad settings). Connection settings come
 from the usual environment (``HERALD_SCHEDULER_*``, ``HERALD_*``).
+
+Long module: every command the operator's pods and the local runner run, with the one
+parser and the exit-code contract they share; each command only translates its
+arguments into calls of :mod:`herald_scheduler.domain`.
 """
 
 from __future__ import annotations

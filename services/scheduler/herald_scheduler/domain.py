@@ -179,7 +179,7 @@ class Campaigns:
 
 
 class Orders:
-    """Order use cases. ``on_staged`` is the outbox wake-up (``outbox_written``) called
+    """Order use cases. ``outbox_written`` is the outbox wake-up (``ServiceRuntime.outbox_written``) called
     after events were staged."""
 
     def __init__(

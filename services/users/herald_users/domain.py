@@ -6,6 +6,10 @@ and Redis. Errors are typed :mod:`herald_common.errors` naming the field.
 Sessions: a login starts a *family* (session id ``sid`` in both tokens). Refreshing
 uses a refresh token once and issues a new pair of the same family; presenting a used
 refresh token again revokes the whole family, including its live access token.
+
+Long module: the account use cases (registration, admin bootstrap) and the session use
+cases (login, refresh rotation, logout, revocation) share the clock, the outbox staging
+and the token issuer; kept together so the rules of one session family read in one place.
 """
 
 from __future__ import annotations
@@ -83,11 +87,11 @@ class Accounts:
         passwords: Passwords,
         *,
         clock: Clock = utcnow,
-        on_staged: Callable[[], None] = lambda: None,
+        outbox_written: Callable[[], None] = lambda: None,
     ) -> None:
         self.passwords = passwords
         self.clock = clock
-        self.on_staged = on_staged
+        self.outbox_written = outbox_written
 
     def now(self) -> datetime:
         return to_millis(self.clock())
@@ -133,7 +137,7 @@ class Accounts:
             )
         )
         await run_db(store.insert_user, user)
-        self.on_staged()
+        self.outbox_written()
         log.info("user registered", extra={"user_id": user.id})
         return user
 
@@ -175,7 +179,7 @@ class UsersDomain:
         redis: Any,
         passwords: Passwords,
         limiter: LoginRateLimiter,
-        on_staged: Callable[[], None] = lambda: None,
+        outbox_written: Callable[[], None] = lambda: None,
         clock: Clock = utcnow,
     ) -> None:
         self.settings = settings
@@ -184,9 +188,9 @@ class UsersDomain:
         self.redis = redis
         self.passwords = passwords
         self.limiter = limiter
-        self.on_staged = on_staged
+        self.outbox_written = outbox_written
         self.clock = clock
-        self.accounts = Accounts(passwords, clock=clock, on_staged=on_staged)
+        self.accounts = Accounts(passwords, clock=clock, outbox_written=outbox_written)
         self.access_ttl = timedelta(seconds=settings.access_token_ttl_seconds)
         self.refresh_ttl = timedelta(seconds=settings.refresh_token_ttl_seconds)
 
@@ -247,7 +251,7 @@ class UsersDomain:
                 set_fields=fields,
                 unset_fields=unset_fields,
             ):
-                self.on_staged()
+                self.outbox_written()
                 changed = await run_db(store.get_any, user_id)
                 assert changed is not None  # tombstones are never removed
                 return changed

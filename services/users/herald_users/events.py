@@ -34,7 +34,6 @@ def user_registered(
 ) -> Envelope[Any]:
     """``user.registered``: a new account, with everything a replica needs."""
     return make_event(
-        "user.registered",
         UserRegistered(
             user_id=user_id,
             name=name,
@@ -53,7 +52,6 @@ def user_preferences_updated(
 ) -> Envelope[Any]:
     """``user.preferences_updated``: the profile or preferences changed (full snapshot)."""
     return make_event(
-        "user.preferences_updated",
         UserPreferencesUpdated(
             user_id=user_id, name=name, email=email, preferences=preferences, revision=revision
         ),
@@ -63,6 +61,4 @@ def user_preferences_updated(
 
 def user_deleted(*, user_id: str, revision: int) -> Envelope[Any]:
     """``user.deleted``: the account is gone; replicas drop it."""
-    return make_event(
-        "user.deleted", UserDeleted(user_id=user_id, revision=revision), source=SOURCE
-    )
+    return make_event(UserDeleted(user_id=user_id, revision=revision), source=SOURCE)

@@ -91,7 +91,7 @@ def create_app(settings: UsersSettings | None = None, *, clock: Clock | None = N
                     settings.login_max_attempts_per_address, settings.login_address_window_seconds
                 ),
             ),
-            on_staged=runtime.outbox_written,
+            outbox_written=runtime.outbox_written,
             clock=clock or utcnow,
         )
         app.state.domain = users

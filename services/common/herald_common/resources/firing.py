@@ -99,7 +99,7 @@ async def fire_campaign(
 ) -> CampaignFired:
     """Fire campaign ``name``: publish its ``campaign.fired`` (confirmed) and return it."""
     fired = campaign_fired(name, namespace, spec, run_id=run_id, fired_at=fired_at, dry_run=dry_run)
-    await publisher.publish(make_event("campaign.fired", fired, source=source))
+    await publisher.publish(make_event(fired, source=source))
     return fired
 
 
