@@ -91,7 +91,10 @@ def latency_summary(seconds: Sequence[float]) -> dict[str, float]:
 
 
 def ratio(value: float, ceiling: float) -> str:
-    return f"{value / ceiling:.2f}" if ceiling else "-"
+    if not ceiling:
+        return "-"
+    share = value / ceiling
+    return f"{share:.2f}" if share >= 0.1 else f"{share:.3f}"
 
 
 def _rabbitmqctl(*args: str) -> bool:
