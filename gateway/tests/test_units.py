@@ -69,3 +69,29 @@ def test_preferences_patch_keeps_explicit_null() -> None:
         {"id": "n1", "user_id": "u", "type": "order_update", "content": "x", "sent_at": "t"}
     )
     assert note["type"] == "ORDER_UPDATE" and note["read"] is False and note["readAt"] is None
+    assert (note["seen"], note["archived"], note["snoozedUntil"]) == (False, False, None)
+
+
+def test_digest_preference_maps_both_ways() -> None:
+    patch = mapping.preferences_patch(
+        {"digest": {"frequency": "DAILY", "at": "08:00", "types": ["PROMOTION"]}}
+    )
+    assert patch == {"digest": {"frequency": "daily", "at": "08:00", "types": ["promotion"]}}
+    # Omitted types keep the service's default; null switches digests off.
+    assert mapping.preferences_patch({"digest": {"frequency": "HOURLY"}}) == {
+        "digest": {"frequency": "hourly"}
+    }
+    assert mapping.preferences_patch({"digest": None}) == {"digest": None}
+    prefs = mapping.preferences({"digest": {"frequency": "hourly", "types": ["recommendation"]}})
+    assert prefs["digest"] == {"frequency": "HOURLY", "at": None, "types": ["RECOMMENDATION"]}
+    # A replica or profile from before digests existed reads as off.
+    assert mapping.preferences({})["digest"] == {
+        "frequency": "OFF",
+        "at": None,
+        "types": ["PROMOTION", "RECOMMENDATION"],
+    }
+    change = mapping.inbox_change(
+        {"event": "inbox_changed", "kind": "read", "ids": ["n1"], "unread_count": 2,
+         "unseen_count": 1}
+    )  # fmt: skip
+    assert change == {"kind": "READ", "ids": ["n1"], "unreadCount": 2, "unseenCount": 1}
