@@ -30,6 +30,8 @@
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=dev/lib/supervise.sh
+. "$REPO_ROOT/dev/lib/supervise.sh"
 RUN_DIR="$REPO_ROOT/.run"
 LOG_DIR="$RUN_DIR/logs"
 PID_DIR="$RUN_DIR/pids"
@@ -116,7 +118,7 @@ is_local_default() {
 }
 
 pid_alive() {
-  [[ -n ${1:-} ]] && kill -0 "$1" 2>/dev/null
+  sv_alive "${1:-}"
 }
 
 pid_comm() {
@@ -124,19 +126,12 @@ pid_comm() {
 }
 
 read_pid() {
-  local f="$PID_DIR/$1.pid"
-  if [[ -s $f ]]; then
-    tr -dc '0-9' <"$f"
-  fi
+  sv_read_pid "$PID_DIR/$1.pid"
 }
 
 # pid of our server $1 if its pid file names a live process whose name starts with $2.
 our_pid() {
-  local pid
-  pid="$(read_pid "$1")"
-  if pid_alive "$pid" && [[ $(pid_comm "$pid") == "$2"* ]]; then
-    echo "$pid"
-  fi
+  sv_pid "$PID_DIR/$1.pid" "$2" || true
 }
 
 # "pid name" of the process listening on TCP port $1 (empty if none / not visible).
@@ -249,23 +244,13 @@ wait_for() {
 
 # Start a process detached from this shell (own session, no stdin); prints its pid.
 spawn() {
-  local log="$1"
-  shift
-  # fd 9 is the lock (see with_lock): servers must not inherit it.
-  (exec setsid "$@" >>"$log" 2>&1 </dev/null 9>&-) &
-  echo $!
+  # fd 9 is the lock (see with_lock): sv_spawn closes it, servers must not inherit it.
+  sv_spawn "$@"
 }
 
 # stop_pid NAME PID [SECONDS]: SIGTERM, wait, then SIGKILL.
 stop_pid() {
-  local name="$1" pid="$2" wait="${3:-30}" i
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for ((i = 0; i < wait * 5; i++)); do
-    pid_alive "$pid" || return 0
-    sleep 0.2
-  done
-  echo "infra: $name (pid $pid) did not stop within ${wait}s; killing it" >&2
-  kill -KILL "$pid" 2>/dev/null || true
+  sv_stop "$2" "${3:-30}"
 }
 
 # check_port NAME PORT KIND: the port is free (return 0), or already served by the

@@ -23,6 +23,8 @@
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=dev/lib/supervise.sh
+. "$REPO_ROOT/dev/lib/supervise.sh"
 PORT="${HERALD_PROMETHEUS_PORT:-9090}"
 DIR="${HERALD_PROMETHEUS_DIR:-$REPO_ROOT/.run/prometheus}"
 INTERVAL="${HERALD_PROMETHEUS_INTERVAL:-15s}"
@@ -65,26 +67,11 @@ EOF
 }
 
 pid_of() {
-  [[ -f "$PID_FILE" ]] || return 1
-  local pid
-  pid="$(cat "$PID_FILE")"
-  if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
-    echo "$pid"
-    return 0
-  fi
-  rm -f "$PID_FILE"
-  return 1
+  sv_pid "$PID_FILE"
 }
 
 answers() { # answers URL -> 0 on HTTP 200
-  python3 - "$1" <<'PYEOF' 2>/dev/null
-import sys, urllib.request
-try:
-    with urllib.request.urlopen(sys.argv[1], timeout=2) as r:
-        sys.exit(0 if r.status == 200 else 1)
-except Exception:
-    sys.exit(1)
-PYEOF
+  sv_http_ok "$1"
 }
 
 # The broker of dev/infra.sh starts without plugins; turn the Prometheus endpoint on
@@ -133,39 +120,28 @@ cmd_up() {
     say "port $PORT is taken by another Prometheus; set HERALD_PROMETHEUS_PORT" >&2
     return 1
   fi
-  setsid prometheus \
+  pid="$(sv_spawn "$LOG_FILE" prometheus \
     --config.file="$DIR/prometheus.yml" \
     --storage.tsdb.path="$DIR/data" \
     --storage.tsdb.retention.time=2d \
     --web.listen-address="127.0.0.1:$PORT" \
-    --web.enable-lifecycle \
-    >>"$LOG_FILE" 2>&1 </dev/null &
-  echo $! >"$PID_FILE"
-  local deadline=$((SECONDS + TIMEOUT))
-  until answers "http://127.0.0.1:$PORT/-/ready"; do
-    if ! pid_of >/dev/null; then
-      say "exited during start-up; last log lines:" >&2
-      tail -n 20 "$LOG_FILE" >&2 || true
-      return 1
-    fi
-    ((SECONDS < deadline)) || { say "not ready after ${TIMEOUT}s; see $LOG_FILE" >&2; return 1; }
-    sleep 0.3
-  done
+    --web.enable-lifecycle)"
+  echo "$pid" >"$PID_FILE"
+  local rc=0
+  sv_wait "$TIMEOUT" "$pid" answers "http://127.0.0.1:$PORT/-/ready" || rc=$?
+  if ((rc == 2)); then
+    say "exited during start-up; last log lines:" >&2
+    tail -n 20 "$LOG_FILE" >&2 || true
+    return 1
+  fi
+  ((rc == 0)) || { say "not ready after ${TIMEOUT}s; see $LOG_FILE" >&2; return 1; }
   say "ready on http://127.0.0.1:$PORT (pid $(cat "$PID_FILE"), log ${LOG_FILE#"$REPO_ROOT"/})"
 }
 
 cmd_down() {
   local pid
   pid="$(pid_of)" || { say "not running"; return 0; }
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  local deadline=$((SECONDS + 15))
-  while kill -0 "$pid" 2>/dev/null; do
-    if ((SECONDS > deadline)); then
-      kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-      break
-    fi
-    sleep 0.2
-  done
+  sv_stop "$pid" 15 group
   rm -f "$PID_FILE"
   say "stopped"
 }

@@ -34,6 +34,8 @@ set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO_ROOT"
+# shellcheck source=dev/lib/supervise.sh
+. "$REPO_ROOT/dev/lib/supervise.sh"
 RUN_DIR="${HERALD_RUN_DIR:-$REPO_ROOT/.run/herald}"
 LOG_DIR="$RUN_DIR/logs"
 PY="$REPO_ROOT/.venv/bin/python"
@@ -111,39 +113,15 @@ load_env() {
 installed() { "$PY" -c "import $1" 2>/dev/null; }
 
 pid_of() { # prints the pid if the component runs
-  local file="$RUN_DIR/$1.pid"
-  [[ -f "$file" ]] || return 1
-  local pid
-  pid="$(cat "$file")"
-  if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
-    echo "$pid"
-    return 0
-  fi
-  rm -f "$file"
-  return 1
+  sv_pid "$RUN_DIR/$1.pid"
 }
 
 ready() { # ready PORT -> 0 when /readyz answers 200
-  "$PY" - "$1" <<'PYEOF' 2>/dev/null
-import sys, urllib.request
-try:
-    with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/readyz", timeout=2) as r:
-        sys.exit(0 if r.status == 200 else 1)
-except Exception:
-    sys.exit(1)
-PYEOF
+  sv_http_ok "http://127.0.0.1:$1/readyz"
 }
 
 port_busy() {
-  "$PY" - "$1" <<'PYEOF'
-import socket, sys
-s = socket.socket()
-try:
-    s.connect(("127.0.0.1", int(sys.argv[1])))
-except OSError:
-    sys.exit(1)
-sys.exit(0)
-PYEOF
+  sv_tcp_open 127.0.0.1 "$1"
 }
 
 start_one() {
@@ -161,29 +139,32 @@ start_one() {
     return 1
   fi
   mkdir -p "$LOG_DIR"
+  local pid
   # shellcheck disable=SC2086
-  setsid "$PY" $CMD >>"$LOG_DIR/$NAME.log" 2>&1 </dev/null &
-  echo $! >"$RUN_DIR/$NAME.pid"
-  say "$NAME: started (pid $!, log ${LOG_DIR#"$REPO_ROOT"/}/$NAME.log)"
+  pid="$(sv_spawn "$LOG_DIR/$NAME.log" "$PY" $CMD)"
+  echo "$pid" >"$RUN_DIR/$NAME.pid"
+  say "$NAME: started (pid $pid, log ${LOG_DIR#"$REPO_ROOT"/}/$NAME.log)"
 }
 
 wait_ready() {
   parse "$1"
   [[ "$PORT" != - ]] || return 0
   installed "$MODULE" || return 0
-  local deadline=$((SECONDS + TIMEOUT))
-  until ready "$PORT"; do
-    if ! pid_of "$NAME" >/dev/null; then
-      say "$NAME: exited during start-up; last log lines:" >&2
-      tail -n 30 "$LOG_DIR/$NAME.log" >&2 || true
-      return 1
-    fi
-    if ((SECONDS > deadline)); then
-      say "$NAME: not ready after ${TIMEOUT}s (http://127.0.0.1:$PORT/readyz); see $LOG_DIR/$NAME.log" >&2
-      return 1
-    fi
-    sleep 0.5
-  done
+  local pid rc=0
+  if pid="$(pid_of "$NAME")"; then
+    sv_wait "$TIMEOUT" "$pid" ready "$PORT" || rc=$?
+  else
+    rc=2
+  fi
+  if ((rc == 2)); then
+    say "$NAME: exited during start-up; last log lines:" >&2
+    tail -n 30 "$LOG_DIR/$NAME.log" >&2 || true
+    return 1
+  fi
+  if ((rc == 1)); then
+    say "$NAME: not ready after ${TIMEOUT}s (http://127.0.0.1:$PORT/readyz); see $LOG_DIR/$NAME.log" >&2
+    return 1
+  fi
   say "$NAME: ready on port $PORT"
 }
 
@@ -237,16 +218,8 @@ EOF
 stop_one() {
   local name="$1" pid
   pid="$(pid_of "$name")" || return 0
-  # setsid made each component its own process group: stop the group it leads.
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  local deadline=$((SECONDS + 15))
-  while kill -0 "$pid" 2>/dev/null; do
-    if ((SECONDS > deadline)); then
-      kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-      break
-    fi
-    sleep 0.2
-  done
+  # sv_spawn made each component its own process group: stop the group it leads.
+  sv_stop "$pid" 15 group
   rm -f "$RUN_DIR/$name.pid"
   say "$name: stopped"
 }
