@@ -92,9 +92,11 @@ class UserCache:
         self._floors: OrderedDict[str, tuple[int, float]] = OrderedDict()
         self._enabled = False
         self._epoch = 0
+        self._loading: dict[int, threading.Event] = {}  # buckets being read now
         self.hits = 0
         self.misses = 0
         self.bucket_reads = 0
+        self.bucket_waits = 0
 
     # --- coherence ---------------------------------------------------------------------
 
@@ -155,7 +157,6 @@ class UserCache:
         if not missing:
             return found
         loaded: dict[str, dict[str, Any]] = {}
-        fetched: list[str] = []  # ids whose absence from ``loaded`` means "unknown"
         singles: list[str] = []
         by_bucket: dict[int, list[str]] = {}
         for user_id in missing:
@@ -166,17 +167,41 @@ class UserCache:
         for bucket, members in by_bucket.items():
             if bucket not in whole:
                 singles += members
-        for docs in lookup_each(self._load_bucket, whole):
-            self.bucket_reads += 1
-            loaded.update((doc["_id"], doc) for doc in docs)
-        for bucket in whole:
-            fetched += by_bucket[bucket]
+        # One read per bucket at a time: a concurrent batch of the same bucket (a
+        # campaign's next batch) waits for it and takes its users from the cache.
+        with self._lock:
+            waiting = {b: self._loading[b] for b in whole if b in self._loading}
+            self.bucket_waits += len(waiting)
+            reading = [b for b in whole if b not in waiting]
+            for bucket in reading:
+                self._loading[bucket] = threading.Event()
+        try:
+            for docs in lookup_each(self._load_bucket, reading):
+                self.bucket_reads += 1
+                loaded.update((doc["_id"], doc) for doc in docs)
+            bucket_ids = [u for b in reading for u in by_bucket[b]]
+            self._store(epoch, loaded, bucket_ids)
+        finally:
+            with self._lock:
+                for bucket in reading:
+                    self._loading.pop(bucket).set()
+        now = self._clock()
+        for bucket, done in waiting.items():
+            done.wait(timeout=max(self.seconds, 1.0))
+            with self._lock:
+                for user_id in by_bucket[bucket]:
+                    entry = self._entries.get(user_id)
+                    if entry is None or entry[0] <= now:
+                        singles.append(user_id)  # not kept (raced with a change): read it
+                    elif entry[1] is not None:
+                        loaded[user_id] = entry[1]
+        fetched: list[str] = []
         if singles:
             loaded.update(self._load_users(singles))
-            fetched += singles
+            fetched = singles
         found.update((user_id, loaded[user_id]) for user_id in missing if user_id in loaded)
-        if enabled:
-            self._store(epoch, loaded, fetched)
+        if enabled and fetched:
+            self._store(epoch, {u: loaded[u] for u in fetched if u in loaded}, fetched)
         return found
 
     def _store(self, epoch: int, loaded: dict[str, dict[str, Any]], fetched: list[str]) -> None:

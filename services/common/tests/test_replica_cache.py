@@ -174,3 +174,41 @@ def test_floors_expire_with_the_lifetime() -> None:
     clock.now += 31  # no read can still be in flight from before the change
     cache.get_many(["a"])
     assert len(cache) == 1
+
+
+def test_concurrent_batches_of_one_bucket_read_it_once() -> None:
+    import threading
+
+    store, clock = Store(), Clock()
+    for i in range(40):
+        store.put(f"u{i}", 1, bucket=2)
+    started, release = threading.Event(), threading.Event()
+
+    def slow_bucket(bucket: int) -> list[dict[str, Any]]:
+        started.set()
+        release.wait(10)  # the second batch arrives while this read runs
+        return store.load_bucket(bucket)
+
+    cache = make(store, clock, bucket_misses=8)
+    cache._load_bucket = slow_bucket
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    first = threading.Thread(
+        target=lambda: results.update(a=cache.get_many([f"u{i}" for i in range(20)]))
+    )
+    first.start()
+    assert started.wait(10)
+    second = threading.Thread(
+        target=lambda: results.update(b=cache.get_many([f"u{i}" for i in range(20, 40)]))
+    )
+    second.start()
+    # release the first read once the second batch waits for it (polls the condition)
+    for _ in range(1000):
+        if cache.bucket_waits:
+            break
+        release.wait(0.01)
+    assert cache.bucket_waits == 1
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert len(results["a"]) == 20 and len(results["b"]) == 20
+    assert store.bucket_reads == [2] and store.point_reads == []
