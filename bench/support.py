@@ -14,6 +14,7 @@ import contextlib
 import os
 import platform
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -171,6 +172,9 @@ class Run:
         self.dir = RUN_ROOT / f"{self.label}-{self.run_id}"
         self.dir.mkdir(parents=True, exist_ok=True)
         print(f"run {self.label}-{self.run_id}: logs in {self.dir.relative_to(ROOT)}", flush=True)
+        if threading.current_thread() is threading.main_thread():
+            # A terminated benchmark still cleans up: SIGTERM unwinds like Ctrl-C.
+            signal.signal(signal.SIGTERM, _terminate)
         self.amqp_url = AMQP
         self.mongo_url = MONGO
 
@@ -326,6 +330,10 @@ class Run:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _delete_amqp(run: Run) -> None:
