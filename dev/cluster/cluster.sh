@@ -30,6 +30,7 @@ KUBECONFIG_FILE="$RUN_DIR/kubeconfig"
 SOCK="$RUN_DIR/containerd/containerd.sock"
 BIN="$RUN_DIR/bin"
 PV_COUNT="${HERALD_CLUSTER_PVS:-8}"
+CONTAINERD_ROOT="$CACHE_DIR/containerd"
 kubectl() { "$REPO_ROOT/.run/bin/kubectl" --kubeconfig "$KUBECONFIG_FILE" "$@"; }
 
 # ---- machine checks --------------------------------------------------------------------
@@ -129,7 +130,25 @@ fail_with_log() {
   local name="$1"; shift
   echo "---- last lines of $LOGS/$name.log" >&2
   tail -25 "$LOGS/$name.log" >&2 || true
+  echo "---- df -h" >&2
+  df -h "$RUN_DIR" "$CACHE_DIR" >&2 2>/dev/null || true
   die "$*"
+}
+
+# The kubelet evicts every pod when the disk under its state or containerd's store has
+# less than 1 GiB free (evictionHard below): refuse to start so close to that, with the
+# numbers, instead of a cluster whose pods are evicted and recreated while the tests wait.
+MIN_FREE_GIB="${HERALD_CLUSTER_MIN_FREE_GIB:-3}"
+check_disk() {
+  local dir avail
+  for dir in "$RUN_DIR" "$CACHE_DIR"; do
+    mkdir -p "$dir"
+    avail="$(df -Pk "$dir" | awk 'NR == 2 { print int($4 / 1048576) }')"
+    if (( avail < MIN_FREE_GIB )); then
+      df -h "$RUN_DIR" "$CACHE_DIR" >&2 || true
+      die "only ${avail} GiB free under $dir: the node needs at least $MIN_FREE_GIB GiB (HERALD_CLUSTER_MIN_FREE_GIB) above the kubelet's eviction threshold of 1 GiB"
+    fi
+  done
 }
 
 # ---- configuration ---------------------------------------------------------------------
@@ -140,14 +159,26 @@ has_cap() {
   (( (16#$eff >> $1) & 1 ))
 }
 
+# write_if_changed FILE: stdin into FILE, only when it differs. kube-proxy exits (to be
+# restarted) whenever its config file is written, even with the same content, so a
+# second `up` beside a running node must leave the files alone.
+write_if_changed() {
+  local tmp="$1.new.$$"
+  cat >"$tmp"
+  if cmp -s "$tmp" "$1"; then rm -f "$tmp"; else mv -f "$tmp" "$1"; fi
+}
+
 write_configs() {
   local ip="$1"
   source "$RUN_DIR/images.env"
   mkdir -p "$RUN_DIR"/{containerd,cni/net.d,cni/ipam,kubelet,kubelet-pki,pod-logs,volumes}
-  cat >"$RUN_DIR/containerd/config.toml" <<TOML
+  write_if_changed "$RUN_DIR/containerd/config.toml" <<TOML
 # Written by dev/cluster/cluster.sh.
 version = 2
-root = "$RUN_DIR/containerd/root"
+# The store (images, their layers and snapshots) is outside the clone, like buildah's:
+# images are imported once per machine, not once per clone or run (the tags are hashes
+# of their inputs). The state (sockets, running containers' bundles) stays in the clone.
+root = "$CONTAINERD_ROOT"
 state = "$RUN_DIR/containerd/state"
 disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
   "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
@@ -177,7 +208,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     bin_dir = "/usr/lib/cni"
     conf_dir = "$RUN_DIR/cni/net.d"
 TOML
-  cat >"$RUN_DIR/cni/net.d/10-herald.conflist" <<JSON
+  write_if_changed "$RUN_DIR/cni/net.d/10-herald.conflist" <<JSON
 {
   "cniVersion": "1.0.0",
   "name": "herald",
@@ -198,7 +229,7 @@ JSON
   [[ -s "$RUN_DIR/resolv.conf" ]] || echo "nameserver 127.0.0.1" >"$RUN_DIR/resolv.conf"
   local cgroupv1=false
   [[ "$CGROUP_VERSION" == 1 ]] && cgroupv1=true
-  cat >"$RUN_DIR/kubelet/config.yaml" <<YAML
+  write_if_changed "$RUN_DIR/kubelet/config.yaml" <<YAML
 # Written by dev/cluster/cluster.sh.
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -223,14 +254,23 @@ clusterDomain: $CLUSTER_DOMAIN
 resolvConf: $RUN_DIR/resolv.conf
 podLogsDir: $RUN_DIR/pod-logs
 serializeImagePulls: false
-imageGCHighThresholdPercent: 99
-imageGCLowThresholdPercent: 98
-evictionHard: {memory.available: 100Mi, nodefs.available: 2%, imagefs.available: 2%, nodefs.inodesFree: 2%}
+# Every image here is built and loaded locally and can never be pulled again (the pause
+# image included: containerd 1.6 does not report it as pinned): no image garbage
+# collection at all (100 disables it).
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+# Evict only when the disk is really about to be full, in absolute terms: the default
+# percentages (10 % / 15 %) are 5-25 GB on these disks, reached by the rest of a cold
+# test run beside the cluster, and every evicted pod is recreated by its ReplicaSet
+# while the install waits. A full disk is reported by cluster.sh up and the tests (df,
+# node conditions) instead.
+evictionHard: {memory.available: 100Mi, nodefs.available: 1Gi, imagefs.available: 1Gi, nodefs.inodesFree: 1%, imagefs.inodesFree: 1%}
+evictionPressureTransitionPeriod: 30s
 rotateCertificates: false
 serverTLSBootstrap: false
 maxPods: 110
 YAML
-  cat >"$RUN_DIR/kube-proxy.yaml" <<YAML
+  write_if_changed "$RUN_DIR/kube-proxy.yaml" <<YAML
 # Written by dev/cluster/cluster.sh.
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
@@ -258,6 +298,7 @@ prepare() {
 up() {
   local t0=$SECONDS
   prepare
+  check_disk
   set_sysctls
   local ip; ip="$(node_ip)"
   write_configs "$ip"

@@ -15,11 +15,11 @@
 #   localhost/herald/{pause,coredns} static binaries alone (dev/pause, dev/cluster/coredns)
 # Built with buildah (chroot isolation, host network: RUN steps reach the Debian mirror
 # and PyPI like the host does; the host's CA bundle and a pip.conf pointing at it are
-# mounted for the build only). Images live in buildah's storage and as docker-archive
-# files in $CACHE_DIR/images/, both outside the clone; nothing is pulled from a registry.
+# mounted for the build only). Images live in buildah's storage and, once loaded, in
+# containerd's store ($CACHE_DIR/containerd), both outside the clone; nothing is pulled
+# from a registry.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-ARCHIVES="$CACHE_DIR/images"
 
 # files_key DIR... : hash of every source file under the folders (what .dockerignore sends).
 files_key() {
@@ -58,18 +58,6 @@ bud() {
     die "building $image failed (log: $logf)"
   fi
   log "built $image in $((SECONDS - start))s"
-}
-
-archive() {
-  local image="$1" name out
-  name="$(basename "${image%%:*}")-${image##*:}"
-  out="$ARCHIVES/$name.tar"
-  if [[ ! -f "$out" ]]; then
-    mkdir -p "$ARCHIVES"
-    buildah push -q "$image" "docker-archive:$out.tmp:$image" >/dev/null
-    mv -f "$out.tmp" "$out"
-  fi
-  echo "$out"
 }
 
 build_all() {
@@ -166,20 +154,47 @@ build_all() {
   log "images ready in $((SECONDS - start))s"
 }
 
+# containerd's store is outside the clone ($CACHE_DIR/containerd, see cluster.sh): an
+# image loaded once stays loaded for every later run and clone. An image goes from
+# buildah's storage to containerd through a docker-archive file that exists only for its
+# import (one image at a time), so no second copy of every image stays on the disk.
 load_all() {
   [[ -f "$RUN_DIR/images.env" ]] || die "no $RUN_DIR/images.env: run dev/cluster/images.sh build"
-  local sock="$RUN_DIR/containerd/containerd.sock" image have
+  local sock="$RUN_DIR/containerd/containerd.sock" image have want=()
   have="$(ctr --address "$sock" -n k8s.io images ls -q 2>/dev/null)" \
     || die "containerd is not running at $sock"
+  mkdir -p "$CACHE_DIR/tmp"
   while IFS='=' read -r _ image; do
     [[ "$image" == */debian-python:* || "$image" == */base:* ]] && continue
+    want+=("$image")
     grep -qxF "$image" <<<"$have" && continue
     local start=$SECONDS tar
-    tar="$(archive "$image")"
-    ctr --address "$sock" -n k8s.io images import "$tar" >/dev/null \
-      || die "ctr images import $tar failed"
+    tar="$CACHE_DIR/tmp/import-$$-$(basename "${image%%:*}").tar"
+    rm -f "$tar"
+    buildah push -q "$image" "docker-archive:$tar:$image" >/dev/null \
+      || { rm -f "$tar"; die "buildah push $image (docker-archive) failed"; }
+    if ! ctr --address "$sock" -n k8s.io images import "$tar" >/dev/null; then
+      rm -f "$tar"; die "ctr images import of $image failed"
+    fi
+    rm -f "$tar"
     log "loaded $image into containerd in $((SECONDS - start))s"
   done <"$RUN_DIR/images.env"
+  prune "$sock" "${want[@]}"
+}
+
+# prune SOCK IMAGE...: remove the older tags of Herald's images from containerd (not
+# those any container still uses); containerd's garbage collector then frees their
+# layers and snapshots, so the store keeps one generation of images.
+prune() {
+  local sock="$1" image used; shift
+  used="$(ctr --address "$sock" -n k8s.io containers ls 2>/dev/null | awk 'NR > 1 { print $2 }' | sort -u)"
+  while read -r image; do
+    [[ "$image" == "$IMAGE_PREFIX"/* ]] || continue
+    printf '%s\n' "$@" | grep -qxF "$image" && continue
+    grep -qxF "$image" <<<"$used" && continue
+    ctr --address "$sock" -n k8s.io images rm "$image" >/dev/null 2>&1 \
+      && log "removed the older image $image from containerd"
+  done < <(ctr --address "$sock" -n k8s.io images ls -q 2>/dev/null)
 }
 
 case "${1:-}" in
