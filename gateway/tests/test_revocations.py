@@ -175,3 +175,17 @@ async def test_shutdown_with_open_sockets_is_clean(gateway_factory, direct_redis
     # Nobody is left listening for this process.
     counts = await direct_redis.pubsub_numsub(user_channel(user))
     assert counts[0][1] == 0
+
+
+async def test_closed_connections_leave_no_registration(gateway_factory) -> None:
+    """Sockets that go away right after the ack (before their watch task ran, often)
+    leave nothing registered."""
+    gw = await gateway_factory(websocket_token_recheck_seconds=HOUR)
+    revocations = gw.gateway.revocations
+    url = gw.url.replace("http", "ws") + "/graphql"
+    for _ in range(20):
+        ws = await _authenticated(url, token("short-lived"))
+        await ws.close()
+    kept = await _authenticated(url, token("kept"))
+    async with kept:
+        await eventually(lambda: revocations.watched == 1, timeout=10)

@@ -35,6 +35,7 @@ from herald_gateway.engine import get_engine
 from herald_gateway.errors import GraphQLFailure, count_errors, log_unexpected
 from herald_gateway.gateway import Gateway
 from herald_gateway.inputs import decode_json
+from herald_gateway.revocations import TokenWatch
 from herald_gateway.transport.operation import RequestRefused, execute, prepare
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ class _Session:
         self._send_lock = asyncio.Lock()
         self._closed = False
         self._token_watch: asyncio.Task[None] | None = None
+        self._watch: TokenWatch | None = None
 
     # --- plumbing --------------------------------------------------------------------
 
@@ -122,6 +124,9 @@ class _Session:
             self._closed = True
             if self._token_watch is not None:
                 self._token_watch.cancel()
+            if self._watch is not None and self.gateway.revocations is not None:
+                # Also when the watch task was cancelled before it first ran.
+                self.gateway.revocations.unregister(self._watch)
             for task in list(self.ops.values()):
                 task.cancel()
             if self.ops:
@@ -188,14 +193,22 @@ class _Session:
         ctx.forwarded_for = self.ws.client.host if self.ws.client else None
         self.base = ctx
         if ctx.principal is not None and ctx.token is not None:
-            self._token_watch = asyncio.create_task(self.watch_token(ctx.principal, ctx.token))
+            # Registered before the ack: no announcement can slip between the two.
+            revocations = self.gateway.revocations
+            watch = revocations.register(ctx.principal.jti) if revocations is not None else None
+            self._watch = watch
+            self._token_watch = asyncio.create_task(
+                self.watch_token(ctx.principal, ctx.token, watch)
+            )
         await self.send({"type": "connection_ack"})
         if self.legacy:
             await self.send({"type": "ka"})
 
     # --- token lifetime --------------------------------------------------------------
 
-    async def watch_token(self, principal: Principal, token: str) -> None:
+    async def watch_token(
+        self, principal: Principal, token: str, watch: TokenWatch | None = None
+    ) -> None:
         """End the connection when its token expires or is revoked.
 
         Sleeps on the connection's own :class:`TokenWatch`: the process's revocation
@@ -205,7 +218,6 @@ class _Session:
         """
         interval = self.gateway.settings.websocket_token_recheck_seconds
         revocations = self.gateway.revocations
-        watch = revocations.register(principal.jti) if revocations is not None else None
         try:
             while not self._closed:
                 remaining = principal.expires_at - time.time()
