@@ -133,7 +133,7 @@ class Mailbox:
                 found.append(message)
         return found
 
-    async def wait_for(self, to: str, count: int = 1, timeout: float = 30.0) -> list[EmailMessage]:
+    async def wait_for(self, to: str, count: int = 1, timeout: float = 90.0) -> list[EmailMessage]:
         """Wait until at least ``count`` messages for ``to`` were kept; return them."""
 
         def arrived() -> list[EmailMessage] | None:

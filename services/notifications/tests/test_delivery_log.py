@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from herald_testing import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -30,6 +31,14 @@ async def test_log_explains_each_decision_and_pages(harness) -> None:
     await h.request("held", "lena", "promotion")
     await h.request("off", "lena", "recommendation")
     await h.settled("held", "off")
+
+    # Wait until the deferral is settled at the window's end (the user.registered
+    # handler may re-evaluate it after the request was decided).
+    async def held() -> bool:
+        records = await h.deliveries("lena", outcome="deferred")
+        return [r["deliver_at"] for r in records] == ["2026-03-10T13:00:00Z"]
+
+    await eventually(held)
     h.clock.set(datetime(2026, 3, 10, 13, 30, tzinfo=UTC))
     # Released after the window; it takes the day's one promotion, so the next is capped.
     await h.service.release_due(now=h.clock())
@@ -43,10 +52,10 @@ async def test_log_explains_each_decision_and_pages(harness) -> None:
     assert by_reason["DAILY_CAP"]["reason"] == (
         "Not sent: your limit of 1 promotions a day was reached."
     )
-    held = by_reason["QUIET_HOURS"]
-    assert held["type"] == "promotion" and held["decision"] == "RELEASED"
-    assert held["reason"] == "Held during your quiet hours, delivered at 14:30."
-    assert held["until"] is None
+    released = by_reason["QUIET_HOURS"]
+    assert released["type"] == "promotion" and released["decision"] == "RELEASED"
+    assert released["reason"] == "Held during your quiet hours, delivered at 14:30."
+    assert released["until"] is None
     nodes = [e["node"] for e in page["edges"]]
     assert len(nodes) == 3 and page["page_info"]["has_next_page"] is False
     assert [n["at"] for n in nodes] == sorted((n["at"] for n in nodes), reverse=True)
@@ -74,7 +83,14 @@ async def test_deferred_entry_says_until_when_in_local_time(harness) -> None:
     )
     await h.request("night", "nyx", "promotion")
     await h.settled("night")
-    [entry] = (await log_page(h, "nyx"))["edges"]
+
+    # The user.registered handler may re-evaluate the deferral after it was first
+    # decided (events race): wait for the settled one.
+    async def settled() -> list | None:
+        edges = (await log_page(h, "nyx"))["edges"]
+        return edges if edges and edges[0]["node"]["until"] == "2026-03-10T11:30:00Z" else None
+
+    [entry] = await eventually(settled)
     assert entry["node"]["reason"] == "Held during your quiet hours until 07:30."
     assert entry["node"]["decision"] == "DEFERRED"
     assert entry["node"]["until"] == "2026-03-10T11:30:00Z"

@@ -36,7 +36,7 @@ async def wait_state(h: Any, notification_id: str, user_id: str, wanted: str) ->
         doc = await email_state(h, notification_id, user_id)
         return doc if doc and doc["state"] == wanted else None
 
-    result: dict[str, Any] = await eventually(reached, timeout=30)
+    result: dict[str, Any] = await eventually(reached, timeout=90)
     return result
 
 
@@ -45,7 +45,7 @@ async def only_notification(h: Any, user_id: str) -> dict[str, Any]:
         edges = (await h.inbox(user_id))["edges"]
         return edges[0]["node"] if edges else None
 
-    node: dict[str, Any] = await eventually(one)
+    node: dict[str, Any] = await eventually(one, timeout=90)
     return node
 
 
@@ -162,7 +162,7 @@ async def test_refused_recipient_goes_to_the_dead_letter_queue(
     failed = await wait_state(h, node["id"], user, "failed")
     assert failed["attempts"] == 1 and "550" in failed["error"]
     queue = h.settings.email_queue
-    letters = await eventually(lambda: h.publisher.dead_letters(queue), timeout=30)
+    letters = await eventually(lambda: h.publisher.dead_letters(queue), timeout=90)
     assert len(letters) == 1 and "550" in (letters[0].error or "")
     assert smtp_server.messages(address) == []
 
@@ -191,7 +191,7 @@ async def test_temporary_failures_past_the_limit_end_failed(harness, smtp_server
     failed = await wait_state(h, node["id"], user, "failed")
     # One first attempt and one per back-off step (the test settings have two).
     assert failed["attempts"] == len(h.settings.retry_delays_ms) + 1
-    letters = await eventually(lambda: h.publisher.dead_letters(h.settings.email_queue), timeout=30)
+    letters = await eventually(lambda: h.publisher.dead_letters(h.settings.email_queue), timeout=90)
     assert len(letters) == 1
 
 
@@ -206,7 +206,7 @@ async def test_user_without_email_channel_gets_no_email(harness, smtp_server, un
     await h.request(f"order-{unique}", user, "order_update", content=ORDER)
     node = await only_notification(h, user)
     # The channel has seen the notification and decided against sending it.
-    await eventually(lambda: skipped("order_update") > before, timeout=30)
+    await eventually(lambda: skipped("order_update") > before, timeout=90)
     assert smtp_server.messages(f"{user}@example.com") == []
     assert await email_state(h, node["id"], user) is None
 
@@ -224,8 +224,14 @@ async def test_quiet_hours_hold_the_email_too(harness, smtp_server, unique) -> N
     )
     await h.request(f"promo-{unique}", user, "promotion")
     await h.settled(f"promo-{unique}")
-    [record] = await h.deliveries(user, outcome="deferred")
-    assert record["deliver_at"] == "2026-03-10T13:00:00Z"
+
+    # The user.registered handler re-evaluates the user's deferred requests too (it may
+    # run after the request was decided): wait for the settled deferral.
+    async def held() -> bool:
+        records = await h.deliveries(user, outcome="deferred")
+        return [r["deliver_at"] for r in records] == ["2026-03-10T13:00:00Z"]
+
+    await eventually(held, timeout=60)
     # Held: no notification exists, so there is nothing the email channel could send.
     assert (await h.inbox(user))["total_count"] == 0
     assert smtp_server.messages(address) == []
