@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from pydantic import BaseModel, Field
 
 from herald_recommendations.catalog import Product, plural_phrase
 
@@ -49,24 +50,25 @@ class Interaction:
     session_id: str | None = None
 
 
-@dataclass(frozen=True)
-class Params:
-    """Tunable knobs; the service settings carry the same names."""
+class Params(BaseModel):
+    """Tunable knobs of the model, declared once: the service settings inherit them (so
+    ``HERALD_RECOMMENDATIONS_HALF_LIFE_DAYS`` and the rest set them) and are passed as
+    the model's parameters."""
 
-    half_life_days: float = 7.0
-    popularity_half_life_days: float = 14.0
-    session_gap_minutes: float = 30.0
-    neighbors_per_item: int = 40
-    shrink: float = 2.0
-    max_basket: int = 40
-    user_purchase_pair_factor: float = 0.5
-    weight_cooccurrence: float = 0.3
-    weight_category: float = 0.4
-    weight_interest: float = 0.25
-    weight_popularity: float = 0.05
-    anchors: int = 30
-    top_categories: int = 3
-    category_candidates: int = 60
+    half_life_days: float = Field(default=7.0, gt=0)
+    popularity_half_life_days: float = Field(default=14.0, gt=0)
+    session_gap_minutes: float = Field(default=30.0, gt=0)
+    neighbors_per_item: int = Field(default=40, ge=1, le=500)
+    shrink: float = Field(default=2.0, ge=0)
+    max_basket: int = Field(default=40, ge=2)
+    user_purchase_pair_factor: float = Field(default=0.5, ge=0)
+    weight_cooccurrence: float = Field(default=0.3, ge=0)
+    weight_category: float = Field(default=0.4, ge=0)
+    weight_interest: float = Field(default=0.25, ge=0)
+    weight_popularity: float = Field(default=0.05, ge=0)
+    anchors: int = Field(default=30, ge=1)
+    top_categories: int = Field(default=3, ge=1)
+    category_candidates: int = Field(default=60, ge=1)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,6 @@ from herald_recommendations import storage
 from herald_recommendations.batch import EXIT_CONFIG, run_batch
 from herald_recommendations.catalog import MAX_CATEGORIES, generate_catalog
 from herald_recommendations.config import RecommendationsSettings
-from herald_recommendations.engine import params_from
 from herald_recommendations.evaluation import EvaluationReport, evaluate
 from herald_recommendations.generator import ActivityGenerator
 
@@ -195,7 +194,7 @@ async def _publish(
 
 def run_evaluation(args: argparse.Namespace, settings: RecommendationsSettings) -> int:
     """Hold out last purchases; compare with the popularity baseline."""
-    params = params_from(settings)
+    params = settings
     if args.source == "generated":
         catalog_list = generate_catalog(args.seed, args.products, args.categories)
         catalog = {p.id: p for p in catalog_list}

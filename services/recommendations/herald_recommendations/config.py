@@ -5,8 +5,10 @@ from __future__ import annotations
 from herald_common.settings import HeraldSettings, component_config
 from pydantic import Field
 
+from herald_recommendations.algorithm import Params
 
-class RecommendationsSettings(HeraldSettings):
+
+class RecommendationsSettings(HeraldSettings, Params):
     """Everything the service, the batch job and the CLI read from the environment."""
 
     model_config = component_config("RECOMMENDATIONS")
@@ -25,16 +27,8 @@ class RecommendationsSettings(HeraldSettings):
     catalog_products: int = Field(default=2000, ge=1, le=200_000)
     catalog_categories: int = Field(default=24, ge=1, le=40)
 
-    # Model.
-    half_life_days: float = Field(default=7.0, gt=0)
-    popularity_half_life_days: float = Field(default=14.0, gt=0)
-    session_gap_minutes: float = Field(default=30.0, gt=0)
-    neighbors_per_item: int = Field(default=40, ge=1, le=500)
+    # Model: the knobs of algorithm.Params are inherited (half_life_days, weights, ...).
     stored_items: int = Field(default=20, ge=1, le=200)
-    weight_cooccurrence: float = Field(default=0.3, ge=0)
-    weight_category: float = Field(default=0.4, ge=0)
-    weight_interest: float = Field(default=0.25, ge=0)
-    weight_popularity: float = Field(default=0.05, ge=0)
 
     # Incremental refresh (a purchase, or a burst of views, of a recent activity).
     incremental_enabled: bool = True

@@ -55,14 +55,8 @@ NotifyMode = Literal["none", "batch", "incremental"]
 CATALOG_RECHECK_SECONDS = 5.0
 
 
-def params_from(settings: RecommendationsSettings) -> Params:
-    """The algorithm's parameters from the service settings (same names)."""
-    names = {f.name for f in dataclasses.fields(Params)}
-    return Params(**{k: v for k, v in settings.model_dump().items() if k in names})
-
-
 @dataclasses.dataclass(frozen=True)
-class Outcome:
+class Recomputed:
     """What one recompute did."""
 
     user_id: str
@@ -76,7 +70,7 @@ class RecommendationEngine:
 
     def __init__(self, settings: RecommendationsSettings, clock: Clock | None = None) -> None:
         self.settings = settings
-        self.params = params_from(settings)
+        self.params: Params = settings
         self.clock = clock or utcnow
         self._catalog: dict[str, Product] = {}
         self._catalog_version: str | None = None
@@ -163,7 +157,7 @@ class RecommendationEngine:
         batch_id: str | None = None,
         interactions: Sequence[Interaction] | None = None,
         model: Model | None = None,
-    ) -> Outcome:
+    ) -> Recomputed:
         """Recompute one user's recommendations, store them, maybe stage a notification."""
         if interactions is None:
             interactions = storage.load_interactions([user_id]).get(user_id, [])
@@ -185,7 +179,7 @@ class RecommendationEngine:
         trigger: str,
         notify: NotifyMode = "none",
         batch_id: str | None = None,
-    ) -> Outcome:
+    ) -> Recomputed:
         now = self.clock()
         update: dict[str, Any] = {
             "set__items": [
@@ -210,7 +204,7 @@ class RecommendationEngine:
                 **outbox_update(self._notification(user_id, recs, key, now)),
             )
         storage.save_recommendations(user_id, update)
-        return Outcome(user_id, len(recs), key is not None, key)
+        return Recomputed(user_id, len(recs), key is not None, key)
 
     def _notification_key(
         self,
