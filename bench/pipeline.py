@@ -71,13 +71,20 @@ def _server_processes() -> dict[str, list[psutil.Process]]:
     return found
 
 
-def _cpu(procs: list[psutil.Process]) -> float:
-    total = 0.0
+def _cpu(procs: list[psutil.Process]) -> dict[int, float]:
+    """CPU seconds by pid (processes that are gone are left out)."""
+    found: dict[int, float] = {}
     for proc in procs:
         with contextlib.suppress(psutil.Error):
             times = proc.cpu_times()
-            total += times.user + times.system
-    return total
+            found[proc.pid] = times.user + times.system
+    return found
+
+
+def _cpu_since(start: dict[int, float], procs: list[psutil.Process]) -> float:
+    """CPU used since ``start`` by the processes alive now (new ones: all of theirs;
+    PostgreSQL backends come and go with their clients)."""
+    return sum(c - start.get(pid, 0.0) for pid, c in _cpu(procs).items())
 
 
 def ceiling(run: Run, users: list[str], docs: int = 20_000) -> float:
@@ -190,7 +197,10 @@ async def run(
                 stored = await metric(service.url, CREATED) - start_count
                 cpu = sum(proc.cpu_times()[:2]) - cpu_start
                 bench_cpu = sum(psutil.Process().cpu_times()[:2]) - bench_start
-                server_cpu = {n: _cpu(p) - servers_start[n] for n, p in servers.items()}
+                now_servers = _server_processes()
+                server_cpu = {
+                    n: _cpu_since(servers_start[n], now_servers.get(n, [])) for n in servers
+                }
             samples.append((elapsed, stored))
             # the last pushes of what was stored are on their way
             await asyncio.sleep(1)
