@@ -15,13 +15,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from herald_common.db import insert_all_new
 from herald_common.events import NotificationRequested
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
 from herald_notifications.models import DIGEST_ITEMS, DIGEST_SLOTS, collection
 
 ITEMS, SLOTS = DIGEST_ITEMS, DIGEST_SLOTS
-DUPLICATE_KEY = 11000
 
 
 def _ms(value: datetime) -> datetime:
@@ -70,14 +70,7 @@ def hold(held: list[tuple[NotificationRequested, datetime]], now: datetime) -> i
             }
         )
         slots[key] = {"user_id": request.user_id, "slot": _ms(slot)}
-    inserted = len(docs)
-    try:
-        collection(ITEMS).insert_many(docs, ordered=False)
-    except BulkWriteError as exc:
-        errors = exc.details.get("writeErrors", [])
-        if any(e.get("code") != DUPLICATE_KEY for e in errors):
-            raise
-        inserted -= len(errors)
+    inserted = insert_all_new(collection(ITEMS), docs)
     coll = collection(SLOTS)
     for key, opening in slots.items():
         try:

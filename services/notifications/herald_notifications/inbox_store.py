@@ -59,7 +59,6 @@ def hour_bucket(value: datetime) -> str:
 
 def _changed_event(user_id: str, kind: InboxChangeKind, doc_id: str, at: datetime, source: str):
     return make_event(
-        "notification.inbox_changed",
         NotificationInboxChanged(user_id=user_id, kind=kind, notification_ids=[doc_id], at=at),
         source=source,
     )
@@ -81,7 +80,6 @@ def _update_one(
     if read:
         events.append(
             make_event(
-                "notification.read",
                 NotificationRead(user_id=user_id, notification_ids=[doc_id], read_at=now),
                 source=source,
             )
