@@ -309,7 +309,8 @@ def main(argv: list[str] | None = None) -> None:
             "",
         ],
         [
-            f"notification.requested → WebSocket ({len(r['latencies'])} probes, {r['lost']} lost)",
+            f"notification.requested → WebSocket ({len(r['latencies'])} probes delivered, "
+            f"{r['lost']} not within 60 s after the last)",
             *(f"{e2e[k]:.1f}" for k in ("p50", "p95", "p99", "max")),
             support.ratio(e2e["p99"], ceiling_p99),
         ],
