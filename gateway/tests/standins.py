@@ -157,6 +157,34 @@ def notifications_app(verifier: TokenVerifier, rec: Recorder):
             "total_count": 42,
         }
 
+    @app.get("/v1/notifications/unseen-count")
+    async def unseen(_: Principal = Depends(current_principal)) -> dict[str, int]:
+        return {"count": state["unread"]}
+
+    @app.post("/v1/notifications/read")
+    async def read_many(body: dict[str, Any], _: Principal = Depends(current_principal)):
+        return {"changed": len(body.get("ids") or [])}
+
+    @app.post("/v1/notifications/seen")
+    async def seen(body: dict[str, Any], _: Principal = Depends(current_principal)):
+        ids = body.get("ids")
+        return {"changed": state["unread"] if ids is None else len(ids)}
+
+    @app.post("/v1/notifications/archive-read")
+    async def archive_read(_: Principal = Depends(current_principal)) -> dict[str, int]:
+        return {"changed": 0}
+
+    @app.post("/v1/notifications/{nid}/{action}")
+    async def change(nid: str, action: str, p: Principal = Depends(current_principal)):
+        if nid == "missing" or action not in {"read", "archive", "unarchive", "snooze"}:
+            raise NotFound("no such notification", field="id")
+        return note(1, p.user_id)
+
+    @app.delete("/v1/notifications/{nid}", status_code=204)
+    async def delete(nid: str, _: Principal = Depends(current_principal)) -> None:
+        if nid == "missing":
+            raise NotFound("no such notification", field="id")
+
     @app.get("/v1/notifications/{nid}")
     async def one(nid: str, p: Principal = Depends(current_principal)):
         if nid == "missing":

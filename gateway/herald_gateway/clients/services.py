@@ -11,7 +11,7 @@ import httpx
 
 from herald_gateway.clients.base import CallContext, ServiceClient
 from herald_gateway.config import GatewaySettings
-from herald_gateway.errors import bad_input
+from herald_gateway.errors import GraphQLFailure, bad_input
 
 SERVICE_NAMES = ("users", "notifications", "recommendations", "scheduler")
 
@@ -22,6 +22,14 @@ def _seg(value: str) -> str:
         return quote(str(value), safe="")
     except UnicodeEncodeError:
         raise bad_input("an id holds text that is not valid Unicode") from None
+
+
+def _note(notification_id: str) -> str:
+    """A notification id as a path segment; an empty one exists nowhere (and would
+    address the list route instead)."""
+    if not str(notification_id).strip():
+        raise GraphQLFailure("no such notification", "NOT_FOUND")
+    return _seg(notification_id)
 
 
 class UsersClient(ServiceClient):
@@ -91,10 +99,10 @@ class NotificationsClient(ServiceClient):
         return int(body["count"])
 
     async def get_one(self, notification_id: str, ctx: CallContext) -> Any:
-        return await self.get(f"/v1/notifications/{_seg(notification_id)}", ctx)
+        return await self.get(f"/v1/notifications/{_note(notification_id)}", ctx)
 
     async def mark_read(self, notification_id: str, ctx: CallContext) -> Any:
-        return await self.request("POST", f"/v1/notifications/{_seg(notification_id)}/read", ctx)
+        return await self.request("POST", f"/v1/notifications/{_note(notification_id)}/read", ctx)
 
     async def mark_all_read(self, ctx: CallContext) -> int:
         body = await self.request("POST", "/v1/notifications/read-all", ctx)
@@ -122,11 +130,11 @@ class NotificationsClient(ServiceClient):
 
     async def change(self, notification_id: str, action: str, ctx: CallContext, **body: Any) -> Any:
         """``archive``, ``unarchive`` or ``snooze`` one notification."""
-        path = f"/v1/notifications/{_seg(notification_id)}/{action}"
+        path = f"/v1/notifications/{_note(notification_id)}/{action}"
         return await self.request("POST", path, ctx, json=body or None)
 
     async def delete(self, notification_id: str, ctx: CallContext) -> None:
-        await self.request("DELETE", f"/v1/notifications/{_seg(notification_id)}", ctx)
+        await self.request("DELETE", f"/v1/notifications/{_note(notification_id)}", ctx)
 
 
 class RecommendationsClient(ServiceClient):
