@@ -440,7 +440,8 @@ cleanup_host() {
   local table rule chain set
   for table in filter nat mangle; do
     iptables -t "$table" -S 2>/dev/null | grep -E '^-A (INPUT|FORWARD|OUTPUT|PREROUTING|POSTROUTING) .*-j KUBE-((ROUTER|NWPLCY|POD-FW)-|FIREWALL$|KUBELET-CANARY$)' \
-      | while read -r rule; do eval "iptables -t $table ${rule/-A/-D}" 2>/dev/null || true; done
+      | while read -r rule; do eval "iptables -t $table ${rule/-A/-D}" 2>/dev/null || true; done \
+      || true   # no rule left: grep finds nothing (pipefail)
     for chain in $(iptables -t "$table" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^KUBE-((ROUTER|NWPLCY|POD-FW)-|FIREWALL$|KUBELET-CANARY$)/ { print $2 }'); do
       iptables -t "$table" -F "$chain" 2>/dev/null || true
     done
