@@ -324,6 +324,8 @@ class Run:
         else:
             _delete_amqp(self)
         _delete_redis(self.redis_prefix)
+        # Data of servers the run started itself (FerretDB on SQLite); the logs stay.
+        shutil.rmtree(self.dir / "sqlite", ignore_errors=True)
 
     def __enter__(self) -> Run:
         return self
