@@ -308,21 +308,29 @@ async def test_standin_route_and_answer_match_the_service(
     service: str, method: str, path: str, schemas: dict[str, Any]
 ) -> None:
     schema = schemas[service]
-    found = [
-        (t, op)
-        for t, op in operations(schema, method, _segments(path))
-        if _segments(t) == _segments(path)
-    ]
+    # A stand-in parameter may stand for several literal routes (``/{nid}/{action}``):
+    # each real route it serves is checked.
+    found = operations(schema, method, _segments(path))
     assert found, f"stand-in {method.upper()} {path}: no such route in {service}"
-    template, operation = found[0]
+    for template, operation in found:
+        await _check_answer(service, method, path, template, operation, schema)
 
+
+async def _check_answer(
+    service: str,
+    method: str,
+    path: str,
+    template: str,
+    operation: dict[str, Any],
+    schema: dict[str, Any],
+) -> None:
     app = STANDINS[service](None, standins.Recorder())
     caller = Principal(user_id="u1", roles=("user", "admin"))
     app.dependency_overrides[current_principal] = lambda: caller
     app.dependency_overrides[admin_principal] = lambda: caller
     url = "/".join(
-        SAMPLES.get(real.strip("{}"), "x") if seg is None else seg
-        for seg, real in zip(_segments(path), template.strip("/").split("/"), strict=True)
+        real if not real.startswith("{") else SAMPLES.get(real.strip("{}"), "x")
+        for real in template.strip("/").split("/")
     )
     params = {
         p["name"]: SAMPLES.get(p["name"], "1")
@@ -335,11 +343,13 @@ async def test_standin_route_and_answer_match_the_service(
             method.upper(),
             "/" + url,
             params=params,
-            json=BODIES.get(path, {}) if method in ("post", "patch", "put") else None,
+            json=BODIES.get(template, BODIES.get(path, {}))
+            if method in ("post", "patch", "put")
+            else None,
         )
-    assert response.status_code < 300, (path, response.status_code, response.text)
+    assert response.status_code < 300, (template, response.status_code, response.text)
     status, answer = answer_schema(operation)
-    assert str(response.status_code) == status, f"{path}: stand-in {response.status_code}"
+    assert str(response.status_code) == status, f"{template}: stand-in {response.status_code}"
     if answer is None or status == "204":
         return
     try:
@@ -347,6 +357,6 @@ async def test_standin_route_and_answer_match_the_service(
     except jsonschema.ValidationError as exc:
         where = "/".join(str(p) for p in exc.absolute_path)
         pytest.fail(
-            f"stand-in {method.upper()} {path} answers what {service} never does: "
-            f"{where}: {exc.message}"
+            f"stand-in {method.upper()} {path} ({template}) answers what {service} never "
+            f"does: {where}: {exc.message}"
         )
