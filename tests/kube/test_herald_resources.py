@@ -64,7 +64,7 @@ def test_examples_apply_and_read_back_as_the_local_runner_loads_them(
     )
     items = yaml.safe_load(out)["items"]
     names = sorted(i["metadata"]["name"] for i in items)
-    assert names == ["flash-sale", "order-sweep", "recommendation-batch", "weekly-picks"]
+    assert names == ["digest", "flash-sale", "order-sweep", "recommendation-batch", "weekly-picks"]
     # What the server stored (with its defaults) is what the shared loader accepts.
     for item in items:
         resource = from_object(item)
