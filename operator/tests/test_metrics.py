@@ -28,7 +28,7 @@ def test_every_outcome_is_counted_and_timed() -> None:
     before = {o: _count(kind, o) for o in ("success", "failed", "retry", "error")}
     timed = _observed(kind)
     with reconciling(kind):
-        pass
+        pass  # a reconcile that returns normally: counted as success
     with reconciling(kind) as result:
         result.outcome = "failed"  # what reconcile returns for a Failed status
     with pytest.raises(kopf.TemporaryError), reconciling(kind):
@@ -59,7 +59,7 @@ async def test_metrics_are_served_beside_the_probes() -> None:
     runner = await start_health_server(port, leading=lambda: True, host="127.0.0.1")
     try:
         with reconciling("NotificationCampaign"):
-            pass
+            pass  # one successful reconcile, so the series exist
         async with httpx.AsyncClient() as client:
             r = await client.get(f"http://127.0.0.1:{port}/metrics")
         assert r.status_code == 200

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import email
 import email.policy
 import socket
@@ -179,9 +180,8 @@ def main(argv: list[str] | None = None) -> None:
     mailbox = Mailbox(args.dir, args.host, args.port).start()
     print(f"smtp: listening on {args.host}:{mailbox.port}, keeping mail in {args.dir}", flush=True)
     try:
-        asyncio.run(_forever())
-    except KeyboardInterrupt:
-        pass
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how the local server ends
+            asyncio.run(_forever())
     finally:
         mailbox.stop()
 

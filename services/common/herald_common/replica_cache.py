@@ -30,6 +30,7 @@ reading storage.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
@@ -255,10 +256,8 @@ class CacheListener:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):  # the cancellation just asked for
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
         self.cache.unsubscribed()
         await self._redis.aclose()
