@@ -4,30 +4,17 @@ captured record is searched for the SMTP password and the unsubscribe secret."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import pytest
 from herald_testing import eventually
+from herald_testing.logcapture import capture_logs
 
 pytestmark = pytest.mark.integration
 
 SMTP_PASSWORD = "Smtp-Secret-in-Logs-5521"
 UNSUBSCRIBE_SECRET = "Unsubscribe-Secret-in-Logs-7730"
 ORDER = {"title": "Shipped", "body": "Your order is on its way."}
-
-
-class Capture(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        text = [record.getMessage(), repr(record.args)]
-        text += [f"{k}={v!r}" for k, v in record.__dict__.items() if k not in ("msg", "args")]
-        if record.exc_info:
-            text.append(logging.Formatter().formatException(record.exc_info))
-        self.lines.append(" ".join(text))
 
 
 @pytest.fixture
@@ -48,14 +35,8 @@ def notifications_settings(notifications_settings):
 
 @pytest.fixture
 def captured():
-    handler = Capture()
-    root = logging.getLogger()
-    previous = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    yield handler
-    root.removeHandler(handler)
-    root.setLevel(previous)
+    with capture_logs() as handler:
+        yield handler
 
 
 async def test_smtp_credentials_are_not_logged(harness, captured, unique) -> None:

@@ -5,10 +5,10 @@ arguments, extra fields, traceback) is searched for the secrets it used."""
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any
 
 import pytest
+from herald_testing.logcapture import capture_logs
 
 pytestmark = pytest.mark.integration
 
@@ -16,32 +16,10 @@ PASSWORD = "Secret-Passw0rd-in-Logs-9931"
 WRONG = "Wrong-Passw0rd-in-Logs-4417"
 
 
-class Capture(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        text = [record.getMessage()]
-        for key, value in record.__dict__.items():
-            if key not in ("msg", "args", "message"):
-                text.append(f"{key}={value!r}")
-        if record.exc_info:
-            text.append(logging.Formatter().formatException(record.exc_info))
-        text.append(repr(record.args))
-        self.lines.append(" ".join(text))
-
-
 @pytest.fixture
 def captured():
-    handler = Capture()
-    root = logging.getLogger()
-    previous = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    yield handler
-    root.removeHandler(handler)
-    root.setLevel(previous)
+    with capture_logs() as handler:
+        yield handler
 
 
 def _secret_parts(pem: str) -> list[str]:
