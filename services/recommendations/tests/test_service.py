@@ -165,7 +165,8 @@ async def test_malformed_activity_is_dead_lettered_with_its_reason(svc, broker_f
             "/v1/admin/dead-letters", params={"queue": queue}, headers=admin
         )
         body = response.json()
-        return body if body[0]["count"] == 2 else None
+        # The depth and the peeked messages are read one after the other: wait for both.
+        return body if body[0]["count"] == 2 and len(body[0]["messages"]) == 2 else None
 
     [listing] = await eventually(dead_letters)
     reasons = " | ".join(m["error"] for m in listing["messages"])
