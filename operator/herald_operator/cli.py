@@ -82,7 +82,7 @@ async def _operate(
     try:
         await kopf.operator(
             clusterwide=settings.clusterwide,
-            namespaces=settings.namespaces,
+            namespaces=settings.watched_namespaces,
             standalone=True,
             stop_flag=stop_flag,
             memo=kopf.Memo(ctx=ctx),

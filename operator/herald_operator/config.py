@@ -61,6 +61,14 @@ class OperatorSettings(BaseSettings):
     retry_seconds: float = Field(default=2.0, gt=0)
 
     # --- the pods of Jobs -------------------------------------------------------------
+    # Namespace of every CronJob and Job (the operator's own, where the Job environment
+    # is); none = each resource's own namespace, which then needs that environment.
+    job_namespace: str | None = None
+    # How long a check that the Job environment exists is reused (per namespace).
+    job_env_check_seconds: float = Field(default=10.0, ge=0)
+    # How often children whose resource is gone are looked for (children in another
+    # namespace than their resource have no owner reference the garbage collector follows).
+    orphan_sweep_seconds: float = Field(default=300.0, gt=0)
     # Image of each component whose command a Job runs: a campaign runs the
     # scheduler's fire command, a Schedule its task's component (see TASK_COMPONENTS).
     scheduler_image: str | None = None
@@ -125,6 +133,17 @@ class OperatorSettings(BaseSettings):
     @property
     def clusterwide(self) -> bool:
         return not self.namespaces
+
+    @property
+    def watched_namespaces(self) -> list[str]:
+        """The namespaces kopf watches: the listed ones and the Jobs' (empty = all)."""
+        if self.clusterwide or not self.job_namespace or self.job_namespace in self.namespaces:
+            return list(self.namespaces)
+        return [*self.namespaces, self.job_namespace]
+
+    def jobs_namespace_of(self, namespace: str) -> str:
+        """Where the Jobs of a resource in ``namespace`` run."""
+        return self.job_namespace or namespace
 
     def image_for(self, component: str) -> str | None:
         """The image of ``component`` (``scheduler``, ``recommendations``,

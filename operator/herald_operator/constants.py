@@ -38,6 +38,10 @@ LABEL_PART_OF = "app.kubernetes.io/part-of"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_OWNER_KIND = f"{GROUP}/owner-kind"
 LABEL_OWNER_NAME = f"{GROUP}/owner-name"
+# On children of a resource in another namespace than theirs (HERALD_OPERATOR_JOB_NAMESPACE):
+# where the resource is and which one it was (no owner reference can cross namespaces).
+LABEL_OWNER_NAMESPACE = f"{GROUP}/owner-namespace"
+LABEL_OWNER_UID = f"{GROUP}/owner-uid"
 # Set by the Job controller on the pods of a Job.
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 # Set by the CronJob controller on the Jobs it creates (Kubernetes >= 1.28).
@@ -48,6 +52,9 @@ READY = "Ready"
 SUSPENDED = "Suspended"
 FAILED = "Failed"
 LAST_RUN_SUCCEEDED = "LastRunSucceeded"
+# Reason of Failed/Ready when a Secret, ConfigMap or ServiceAccount the Job pods use is
+# not in the namespace the Jobs run in.
+JOB_ENV_MISSING = "JobEnvMissing"
 
 # Job outcomes (status.lastJob.outcome).
 RUNNING, SUCCEEDED, JOB_FAILED = "Running", "Succeeded", "Failed"

@@ -9,7 +9,7 @@ from typing import Any
 from herald_common.clock import Clock, utcnow
 from kubernetes import client, config
 
-from herald_operator.builders.common import digest
+from herald_operator.builders.common import SpecError, digest
 from herald_operator.builders.event import EventType, build_event
 from herald_operator.config import OperatorSettings
 from herald_operator.kube import Kube
@@ -35,6 +35,8 @@ class Context:
     kube: Kube
     clock: Clock = field(default=utcnow)
     events_posted: int = 0
+    # Namespace -> (monotonic time of the check, its JobEnvMissing error or None).
+    env_checks: dict[str, tuple[float, SpecError | None]] = field(default_factory=dict)
 
     def event(self, body: Mapping[str, Any], type_: EventType, reason: str, message: str) -> None:
         """Post an Event about the resource ``body``."""

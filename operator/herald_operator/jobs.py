@@ -21,6 +21,7 @@ from herald_operator.constants import (
     JOB_FAILED,
     LABEL_OWNER_KIND,
     LABEL_OWNER_NAME,
+    LABEL_OWNER_NAMESPACE,
     RUNNING,
     SUCCEEDED,
 )
@@ -56,11 +57,13 @@ def job_changed(job: Mapping[str, Any], ctx: Context) -> dict[str, Any] | None:
     kind, owner = labels.get(LABEL_OWNER_KIND), labels.get(LABEL_OWNER_NAME)
     if kind not in ("NotificationCampaign", "Schedule") or not owner:
         return None
-    namespace = meta["namespace"]
+    # The owner is in the Job's namespace, or where the label says (JOB_NAMESPACE).
+    namespace = labels.get(LABEL_OWNER_NAMESPACE) or meta["namespace"]
     outcome = st.job_outcome(job)
     result = None
     if outcome != RUNNING and kind == "NotificationCampaign":
-        result = st.termination_result(ctx.kube.termination_message(namespace, meta["name"]))
+        message = ctx.kube.termination_message(meta["namespace"], meta["name"])
+        result = st.termination_result(message)
     for _ in range(ATTEMPTS):
         resource = ctx.kube.get_resource(kind, namespace, owner)
         if resource is None:

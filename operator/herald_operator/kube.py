@@ -177,6 +177,34 @@ class Kube:
                     return str(terminated["message"])
         return None
 
+    def exists(self, kind: str, namespace: str, name: str) -> bool | None:
+        """Whether a Secret, ConfigMap or ServiceAccount exists (None: not readable)."""
+        read = {
+            "Secret": self.core.read_namespaced_secret,
+            "ConfigMap": self.core.read_namespaced_config_map,
+            "ServiceAccount": self.core.read_namespaced_service_account,
+        }[kind]
+        try:
+            _body(self.call(read, name, namespace))
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            if exc.status == 403:
+                return None
+            raise
+        return True
+
+    def list_children(self, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """The CronJobs or Jobs in ``namespace`` matching the label ``selector``."""
+        list_ = {
+            "CronJob": self.batch.list_namespaced_cron_job,
+            "Job": self.batch.list_namespaced_job,
+        }[kind]
+        items: list[dict[str, Any]] = _body(
+            self.call(list_, namespace, label_selector=selector)
+        ).get("items", [])
+        return items
+
     # --- the resources -----------------------------------------------------------------
 
     def get_resource(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:

@@ -6,11 +6,12 @@ development and tests, ``kopf run -m herald_operator.main --standalone -n <ns>``
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import kopf
 
-from herald_operator import jobs, metrics, reconcile, runs, startup
+from herald_operator import cleanup, jobs, metrics, reconcile, runs, startup
 from herald_operator.constants import (
     CAMPAIGNS,
     GROUP,
@@ -22,12 +23,23 @@ from herald_operator.constants import (
 )
 
 ONE_SHOT_CHECK_SECONDS = 10.0
+# How often each resource looks again whether its Job environment is there.
+JOB_ENV_CHECK_SECONDS = 15.0
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    """Read the operator's settings and set kopf up (storage, workers, posting)."""
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """Read the operator's settings and set kopf up (storage, workers, posting); start
+    the sweep of children left in another namespace by resources deleted while no
+    operator watched (now and every ``ORPHAN_SWEEP_SECONDS``)."""
     startup.configure(settings, memo)
+    memo.sweep = asyncio.create_task(startup.sweep_forever(memo.ctx))
+
+
+@kopf.on.cleanup()
+async def stop_orphan_sweep(memo: kopf.Memo, **_: Any) -> None:
+    """Stop the sweep with the operator."""
+    await startup.stop(memo.get("sweep"))
 
 
 @kopf.on.login()
@@ -69,6 +81,21 @@ def schedule_changed(
 def one_shot_due(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
     """A one-shot campaign: start its Job once ``runAt`` has come."""
     reconcile.start_due_one_shot(body, patch.status, memo.ctx)
+
+
+@kopf.timer(GROUP, VERSION, CAMPAIGNS, interval=JOB_ENV_CHECK_SECONDS, initial_delay=5.0)
+@kopf.timer(GROUP, VERSION, SCHEDULES, interval=JOB_ENV_CHECK_SECONDS, initial_delay=5.0)
+def job_env_changed(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    """The Secrets, ConfigMaps or ServiceAccount of the Jobs came or went: reconcile."""
+    reconcile.recheck_job_env(body, patch.status, memo.ctx)
+
+
+@kopf.on.event(GROUP, VERSION, CAMPAIGNS)
+@kopf.on.event(GROUP, VERSION, SCHEDULES)
+def resource_event(body: kopf.Body, memo: kopf.Memo, type: str | None, **_: Any) -> None:
+    """A resource was deleted: its children in another namespace go with it."""
+    if type == "DELETED":
+        cleanup.resource_deleted(body, memo.ctx)
 
 
 @kopf.on.event(GROUP, VERSION, CAMPAIGNS, annotations={RUN_NOW_ANNOTATION: kopf.PRESENT})

@@ -34,7 +34,9 @@ from herald_operator.builders import status as st
 from herald_operator.builders.common import SpecError
 from herald_operator.builders.cronjob import build_cronjob
 from herald_operator.builders.job import build_one_shot_job, build_run_job
+from herald_operator.constants import JOB_ENV_MISSING
 from herald_operator.context import Context
+from herald_operator.environment import check_job_env, job_env_problem
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,7 @@ def reconcile(
     generation = meta.get("generation")
     try:
         resource = from_object(body)
+        check_job_env(resource, ctx)
         if isinstance(resource, NotificationCampaign) and resource.spec.run_at is not None:
             status = _one_shot(resource, current, ctx)
         else:
@@ -88,10 +91,35 @@ def reconcile(
 
 
 def _failed_reason(current: Mapping[str, Any]) -> str | None:
+    failure = _failure(current)
+    return failure[1] if failure else None
+
+
+def _failure(current: Mapping[str, Any]) -> tuple[str, str] | None:
+    """``(reason, message)`` of a ``Failed=True`` condition, or None."""
     for c in current.get("conditions") or []:
         if c.get("type") == "Failed" and c.get("status") == "True":
-            return str(c.get("message"))
+            return str(c.get("reason")), str(c.get("message"))
     return None
+
+
+def recheck_job_env(
+    body: Mapping[str, Any], patch_status: MutableMapping[str, Any], ctx: Context
+) -> str | None:
+    """Timer: reconcile again when the Job environment came or went since the status
+    was written (``JobEnvMissing`` set, changed or cleared); the outcome, or None."""
+    current = body.get("status") or {}
+    failure = _failure(current)
+    if failure is not None and failure[0] != JOB_ENV_MISSING:
+        return None  # the spec cannot work anyway; fixing it reconciles
+    if current.get("observedGeneration") != body["metadata"].get("generation"):
+        return None  # not reconciled yet: the change handler comes first
+    namespace = ctx.settings.jobs_namespace_of(body["metadata"]["namespace"])
+    problem = job_env_problem(namespace, ctx)
+    now_message = problem.message if problem else None
+    if now_message == (failure[1] if failure else None):
+        return None
+    return reconcile(body, patch_status, ctx, cause="environment")
 
 
 def _scheduled(
@@ -116,14 +144,19 @@ def _scheduled(
             body,
             "Normal",
             "CronJobCreated",
-            f"created CronJob {name} ({spec.schedule} {spec.time_zone})",
+            f"created CronJob {_shown(manifest, resource)} ({spec.schedule} {spec.time_zone})",
         )
     elif cause != "resume" or current.get("observedGeneration") != resource.metadata.generation:
         state = "suspended" if spec.suspend else f"{spec.schedule} {spec.time_zone}"
-        ctx.event(body, "Normal", "CronJobUpdated", f"updated CronJob {name} in place ({state})")
+        ctx.event(
+            body,
+            "Normal",
+            "CronJobUpdated",
+            f"updated CronJob {_shown(manifest, resource)} in place ({state})",
+        )
     old_job = current.get("jobName")
     if old_job:  # the campaign was one-shot before
-        ctx.kube.delete("Job", resource.namespace, old_job)
+        ctx.kube.delete("Job", manifest["metadata"]["namespace"], old_job)
     return st.reconciled(
         current,
         generation=resource.metadata.generation,
@@ -131,7 +164,7 @@ def _scheduled(
         now=now,
         next_run=next_run,
         children={"cronJobName": name, "jobName": None},
-        message=f"CronJob {name} matches the spec",
+        message=f"CronJob {_shown(manifest, resource)} matches the spec",
     )
 
 
@@ -144,7 +177,7 @@ def _one_shot(
     job = manifest["metadata"]["name"]
     old_cronjob = current.get("cronJobName")
     if old_cronjob:
-        ctx.kube.delete("CronJob", campaign.namespace, old_cronjob)
+        ctx.kube.delete("CronJob", manifest["metadata"]["namespace"], old_cronjob)
         ctx.event(
             _body_of(campaign),
             "Normal",
@@ -185,7 +218,10 @@ def start_one_shot(
         raise _api_failure(exc, f"Job {name}") from exc
     if created:
         ctx.event(
-            _body_of(campaign), "Normal", "JobCreated", f"created Job {name} for the one-shot run"
+            _body_of(campaign),
+            "Normal",
+            "JobCreated",
+            f"created Job {_shown(manifest, campaign)} for the one-shot run",
         )
     return {"jobName": name, "nextRunTime": None, "lastRunTime": st.timestamp(ctx.clock())}
 
@@ -212,6 +248,8 @@ def start_due_one_shot(
         return
     if current.get("jobName") == expected or run_at > now:
         return
+    if job_env_problem(ctx.settings.jobs_namespace_of(campaign.namespace), ctx) is not None:
+        return  # the environment timer reports it; the run starts once it is there
     if now > deadline:
         if current.get("nextRunTime"):
             patch_status["nextRunTime"] = None
@@ -245,6 +283,7 @@ def _requested_run(
 
 def start_run(resource: Resource, body: Mapping[str, Any], ctx: Context, *, request: str) -> str:
     """Create the Job of one run request (idempotent per request); its name."""
+    check_job_env(resource, ctx)
     manifest = build_run_job(resource, ctx.settings, request=request)
     name: str = manifest["metadata"]["name"]
     try:
@@ -252,7 +291,9 @@ def start_run(resource: Resource, body: Mapping[str, Any], ctx: Context, *, requ
     except ApiException as exc:
         raise _api_failure(exc, f"Job {name}") from exc
     if created:
-        ctx.event(body, "Normal", "RunRequested", f"created Job {name} ({request})")
+        ctx.event(
+            body, "Normal", "RunRequested", f"created Job {_shown(manifest, resource)} ({request})"
+        )
     return name
 
 
@@ -266,13 +307,21 @@ def _suspend_existing(body: Mapping[str, Any], current: Mapping[str, Any], ctx: 
         ctx.kube.call(
             ctx.kube.batch.patch_namespaced_cron_job,
             name,
-            body["metadata"]["namespace"],
+            ctx.settings.jobs_namespace_of(body["metadata"]["namespace"]),
             {"spec": {"suspend": True}},
             _content_type="application/merge-patch+json",
         )
     except ApiException as exc:
         if exc.status != 404:
             raise kopf.TemporaryError(f"suspending CronJob {name}: {exc.reason}", delay=10) from exc
+
+
+def _shown(manifest: Mapping[str, Any], resource: Resource) -> str:
+    """A child's name for messages: with its namespace when not the resource's."""
+    meta = manifest["metadata"]
+    if meta["namespace"] == resource.namespace:
+        return str(meta["name"])
+    return f"{meta['namespace']}/{meta['name']}"
 
 
 def _body_of(resource: Resource) -> dict[str, Any]:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 
 import kopf
 
+from herald_operator import cleanup
 from herald_operator.config import OperatorSettings
 from herald_operator.constants import DIFFBASE_KEY, FINALIZER, KOPF_PREFIX, OPERATOR_NAME
-from herald_operator.context import make_context
+from herald_operator.context import Context, make_context
+
+log = logging.getLogger(__name__)
 
 
 def configure(settings: kopf.OperatorSettings, memo: kopf.Memo) -> None:
@@ -34,3 +39,23 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo) -> None:
     settings.networking.request_timeout = 60
     if "ctx" not in memo:
         memo.ctx = make_context(ours)
+
+
+async def sweep_forever(ctx: Context) -> None:
+    """:func:`cleanup.sweep_orphans` now and every ``orphan_sweep_seconds``; an API
+    error is logged and tried again next time."""
+    while True:
+        try:
+            await asyncio.to_thread(cleanup.sweep_orphans, ctx)
+        except Exception:
+            log.exception("sweeping children of deleted resources failed")
+        await asyncio.sleep(ctx.settings.orphan_sweep_seconds)
+
+
+async def stop(task: asyncio.Task[None] | None) -> None:
+    """Cancel ``task`` (if any) and wait for it."""
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

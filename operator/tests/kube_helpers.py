@@ -56,12 +56,66 @@ def install_crds(api: Any) -> None:
     wait_until(served, timeout=30, what="the Herald CRDs to be served")
 
 
+def create_job_env(
+    api: Any,
+    namespace: str,
+    *,
+    secrets: tuple[str, ...] = (),
+    config_maps: tuple[str, ...] = (),
+    service_account: str | None = None,
+) -> None:
+    """Create (if missing) what the Job pods reference: Secrets, ConfigMaps and a
+    ServiceAccount in ``namespace``."""
+    from kubernetes import client
+
+    core: Any = client.CoreV1Api(api)
+    bodies: list[tuple[Any, dict[str, Any]]] = [
+        (
+            core.create_namespaced_secret,
+            {"metadata": {"name": n}, "stringData": {"HERALD_AMQP_URL": "amqp://mq/"}},
+        )
+        for n in secrets
+    ]
+    bodies += [
+        (
+            core.create_namespaced_config_map,
+            {"metadata": {"name": n}, "data": {"HERALD_ENVIRONMENT": "test"}},
+        )
+        for n in config_maps
+    ]
+    if service_account:
+        bodies.append(
+            (core.create_namespaced_service_account, {"metadata": {"name": service_account}})
+        )
+    for create, body in bodies:
+        with contextlib.suppress(client.ApiException):  # 409: already there
+            create(namespace, body)
+
+
+def create_namespace(api: Any, name: str) -> str:
+    """Create namespace ``name`` (labelled as a test namespace) and return it."""
+    from kubernetes import client
+
+    client.CoreV1Api(api).create_namespace(
+        {"metadata": {"name": name, "labels": {"herald.test/namespace": "true"}}}
+    )
+    return name
+
+
 @contextlib.contextmanager
 def running_operator(
-    plane: KubeControlPlane, namespace: str, monkeypatch: Any, **env: str | None
+    plane: KubeControlPlane,
+    namespace: str,
+    monkeypatch: Any,
+    *,
+    also_watch: tuple[str, ...] = (),
+    job_env: bool = True,
+    **env: str | None,
 ) -> Iterator[KopfRunner]:
-    """The operator (``herald_operator.main``) watching ``namespace`` until the block
-    ends; ``env`` sets (or, with None, unsets) HERALD_OPERATOR_* variables."""
+    """The operator (``herald_operator.main``) watching ``namespace`` (and
+    ``also_watch``) until the block ends; ``env`` sets (or, with None, unsets)
+    HERALD_OPERATOR_* variables. With ``job_env`` the Secrets, ConfigMaps and
+    ServiceAccount those name are created first in the Jobs' namespace."""
     settings = {
         "SCHEDULER_IMAGE": "registry.invalid/herald/scheduler:test",
         "RECOMMENDATIONS_IMAGE": "registry.invalid/herald/recommendations:test",
@@ -69,17 +123,32 @@ def running_operator(
         "JOB_ENV_FROM_SECRETS": "herald-infra",
         **env,
     }
+    if job_env:
+        with plane.api_client() as api:
+            create_job_env(
+                api,
+                settings.get("JOB_NAMESPACE") or namespace,
+                secrets=tuple(_names(settings.get("JOB_ENV_FROM_SECRETS"))),
+                config_maps=tuple(_names(settings.get("JOB_ENV_FROM_CONFIG_MAPS"))),
+                service_account=settings.get("SERVICE_ACCOUNT"),
+            )
     monkeypatch.setenv("KUBECONFIG", plane.kubeconfig)
     for key, value in settings.items():
         if value is None:
             monkeypatch.delenv(f"HERALD_OPERATOR_{key}", raising=False)
         else:
             monkeypatch.setenv(f"HERALD_OPERATOR_{key}", value)
-    args = ["run", "--standalone", "--namespace", namespace, "-m", "herald_operator.main"]
+    args = ["run", "--standalone", "-m", "herald_operator.main"]
+    for watched in (namespace, *also_watch):
+        args += ["--namespace", watched]
     with KopfRunner(args, timeout=60) as runner:
         yield runner
     assert runner.exception is None, runner.output
     assert runner.exit_code == 0, runner.output
+
+
+def _names(value: str | None) -> list[str]:
+    return [n.strip() for n in (value or "").split(",") if n.strip()]
 
 
 def campaign_body(name: str, **spec: Any) -> dict[str, Any]:

@@ -23,6 +23,8 @@ from herald_operator.constants import (
     LABEL_NAME,
     LABEL_OWNER_KIND,
     LABEL_OWNER_NAME,
+    LABEL_OWNER_NAMESPACE,
+    LABEL_OWNER_UID,
     LABEL_PART_OF,
     OPERATOR_NAME,
     TERMINATION_LOG,
@@ -47,26 +49,48 @@ def digest(text: str, length: int = 8) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
-def child_name(kind: str, name: str) -> str:
+def child_name(kind: str, name: str, namespace: str | None = None) -> str:
     """The CronJob (or one-shot Job) name of resource ``kind``/``name``.
 
     Prefixed by kind, so a campaign and a schedule of the same name never share one;
-    shortened with a digest of the full name when it would exceed 52 characters.
+    shortened with a digest of the full name when it would exceed 52 characters. A
+    resource of another ``namespace`` than its children's adds that namespace and a
+    digest of ``namespace/name`` (``shop/a-b`` and ``shop-a/b`` stay apart).
     """
+    if namespace is not None:
+        base = f"{CHILD_PREFIX[kind]}{namespace}-{name}"
+        suffix = digest(f"{namespace}/{name}", 6)
+        return f"{base[: CHILD_NAME_MAX - len(suffix) - 1].rstrip('-.')}-{suffix}"
     full = CHILD_PREFIX[kind] + name
     if len(full) <= CHILD_NAME_MAX:
         return full
     return f"{full[: CHILD_NAME_MAX - 9].rstrip('-')}-{digest(full)}"
 
 
-def run_job_name(kind: str, name: str, request: str) -> str:
+def is_foreign(resource: Resource, settings: OperatorSettings) -> bool:
+    """Whether ``resource``'s children live in another namespace than it does."""
+    return settings.jobs_namespace_of(resource.namespace) != resource.namespace
+
+
+def foreign_namespace(resource: Resource, settings: OperatorSettings) -> str | None:
+    """``resource``'s namespace when its children live elsewhere, else None."""
+    return resource.namespace if is_foreign(resource, settings) else None
+
+
+def resource_child_name(resource: Resource, settings: OperatorSettings) -> str:
+    """:func:`child_name` of ``resource`` where its children live."""
+    return child_name(resource.kind, resource.name, foreign_namespace(resource, settings))
+
+
+def run_job_name(kind: str, name: str, request: str, namespace: str | None = None) -> str:
     """The name of the Job started for one run request (``request``: its value)."""
-    return f"{child_name(kind, name)}-r{digest(request)}"
+    return f"{child_name(kind, name, namespace)}-r{digest(request)}"
 
 
-def labels(kind: str, name: str) -> dict[str, str]:
-    """Labels of every child of resource ``kind``/``name`` (and of their pods)."""
-    return {
+def labels(kind: str, name: str, namespace: str | None = None) -> dict[str, str]:
+    """Labels of every child of resource ``kind``/``name`` (and of their pods); with
+    ``namespace`` when the children live elsewhere."""
+    result = {
         LABEL_NAME: "herald",
         LABEL_INSTANCE: name,
         LABEL_COMPONENT: "campaign" if kind == "NotificationCampaign" else "schedule",
@@ -75,6 +99,19 @@ def labels(kind: str, name: str) -> dict[str, str]:
         LABEL_OWNER_KIND: kind,
         LABEL_OWNER_NAME: name,
     }
+    if namespace is not None:
+        result[LABEL_OWNER_NAMESPACE] = namespace
+    return result
+
+
+def resource_labels(resource: Resource, settings: OperatorSettings) -> dict[str, str]:
+    """:func:`labels` of ``resource``'s children; away from it also its uid (which
+    resource of that name they belong to: the orphan sweep compares it)."""
+    namespace = foreign_namespace(resource, settings)
+    result = labels(resource.kind, resource.name, namespace)
+    if namespace is not None and resource.metadata.uid:
+        result[LABEL_OWNER_UID] = resource.metadata.uid
+    return result
 
 
 def owner_reference(resource: Resource) -> dict[str, Any]:
@@ -92,14 +129,18 @@ def owner_reference(resource: Resource) -> dict[str, Any]:
     }
 
 
-def child_metadata(resource: Resource, name: str) -> dict[str, Any]:
-    """``metadata`` of a child named ``name``: namespace, labels, owner."""
-    return {
+def child_metadata(resource: Resource, name: str, settings: OperatorSettings) -> dict[str, Any]:
+    """``metadata`` of a child named ``name``: namespace, labels, and the owner
+    reference when it is in the resource's namespace (Kubernetes has none across
+    namespaces: the labels say whose it is, and the operator removes it)."""
+    metadata: dict[str, Any] = {
         "name": name,
-        "namespace": resource.namespace,
-        "labels": labels(resource.kind, resource.name),
-        "ownerReferences": [owner_reference(resource)],
+        "namespace": settings.jobs_namespace_of(resource.namespace),
+        "labels": resource_labels(resource, settings),
     }
+    if not is_foreign(resource, settings):
+        metadata["ownerReferences"] = [owner_reference(resource)]
+    return metadata
 
 
 def inline_resource(resource: NotificationCampaign) -> str:
@@ -240,7 +281,7 @@ def pod_template(
         spec["serviceAccountName"] = settings.service_account
     if settings.image_pull_secrets:
         spec["imagePullSecrets"] = [{"name": n} for n in settings.image_pull_secrets]
-    return {"metadata": {"labels": labels(resource.kind, resource.name)}, "spec": spec}
+    return {"metadata": {"labels": resource_labels(resource, settings)}, "spec": spec}
 
 
 def job_spec(

@@ -6,7 +6,12 @@ from typing import Any
 
 from herald_common.resources import NotificationCampaign, Resource
 
-from herald_operator.builders.common import child_metadata, child_name, job_spec, labels
+from herald_operator.builders.common import (
+    child_metadata,
+    job_spec,
+    resource_child_name,
+    resource_labels,
+)
 from herald_operator.config import OperatorSettings
 
 
@@ -22,11 +27,11 @@ def build_cronjob(resource: Resource, settings: OperatorSettings) -> dict[str, A
     if isinstance(resource, NotificationCampaign) and not spec.schedule:
         raise ValueError(f"{resource.ref} is a one-shot campaign: it gets a Job, not a CronJob")
     assert spec.schedule is not None
-    name = child_name(resource.kind, resource.name)
+    name = resource_child_name(resource, settings)
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
-        "metadata": child_metadata(resource, name),
+        "metadata": child_metadata(resource, name, settings),
         "spec": {
             "schedule": spec.schedule,
             "timeZone": spec.time_zone,
@@ -36,7 +41,7 @@ def build_cronjob(resource: Resource, settings: OperatorSettings) -> dict[str, A
             "successfulJobsHistoryLimit": settings.successful_jobs_history,
             "failedJobsHistoryLimit": settings.failed_jobs_history,
             "jobTemplate": {
-                "metadata": {"labels": labels(resource.kind, resource.name)},
+                "metadata": {"labels": resource_labels(resource, settings)},
                 "spec": job_spec(resource, settings),
             },
         },

@@ -8,9 +8,10 @@ from herald_common.resources import NotificationCampaign, Resource
 
 from herald_operator.builders.common import (
     child_metadata,
-    child_name,
     digest,
+    foreign_namespace,
     job_spec,
+    resource_child_name,
     run_job_name,
 )
 from herald_operator.config import OperatorSettings
@@ -28,11 +29,11 @@ def build_one_shot_job(
     run_at = campaign.spec.run_at
     if run_at is None:
         raise ValueError(f"{campaign.ref} has no runAt")
-    name = f"{child_name(campaign.kind, campaign.name)}-{digest(run_at.isoformat())}"
+    name = f"{resource_child_name(campaign, settings)}-{digest(run_at.isoformat())}"
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": child_metadata(campaign, name),
+        "metadata": child_metadata(campaign, name, settings),
         "spec": job_spec(campaign, settings, ttl=True),
     }
 
@@ -46,9 +47,11 @@ def build_run_job(
     ``spec.requestedRunAt``): the same request always names the same Job, so a request
     handled twice starts one run. A campaign run gets its own run id.
     """
-    name = run_job_name(resource.kind, resource.name, request)
+    name = run_job_name(
+        resource.kind, resource.name, request, foreign_namespace(resource, settings)
+    )
     run_id = name if isinstance(resource, NotificationCampaign) else None
-    metadata = child_metadata(resource, name)
+    metadata = child_metadata(resource, name, settings)
     metadata["annotations"] = {RUN_REQUEST_ANNOTATION: request}
     return {
         "apiVersion": "batch/v1",
