@@ -66,6 +66,8 @@ class OperatorSettings(BaseSettings):
     job_namespace: str | None = None
     # How long a check that the Job environment exists is reused (per namespace).
     job_env_check_seconds: float = Field(default=10.0, ge=0)
+    # How often resources waiting for their Job environment (JobEnvMissing) look again.
+    job_env_retry_seconds: float = Field(default=15.0, gt=0)
     # How often children whose resource is gone are looked for (children in another
     # namespace than their resource have no owner reference the garbage collector follows).
     orphan_sweep_seconds: float = Field(default=300.0, gt=0)

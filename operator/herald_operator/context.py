@@ -37,6 +37,8 @@ class Context:
     events_posted: int = 0
     # Namespace -> (monotonic time of the check, its JobEnvMissing error or None).
     env_checks: dict[str, tuple[float, SpecError | None]] = field(default_factory=dict)
+    # Resources whose status says JobEnvMissing: (kind, namespace, name).
+    env_waiting: set[tuple[str, str, str]] = field(default_factory=set)
 
     def event(self, body: Mapping[str, Any], type_: EventType, reason: str, message: str) -> None:
         """Post an Event about the resource ``body``."""

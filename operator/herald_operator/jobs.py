@@ -26,6 +26,8 @@ from herald_operator.constants import (
     SUCCEEDED,
 )
 from herald_operator.context import Context
+from herald_operator.environment import job_env_problem
+from herald_operator.reconcile import reconcile_now
 
 ATTEMPTS = 4
 
@@ -60,6 +62,8 @@ def job_changed(job: Mapping[str, Any], ctx: Context) -> dict[str, Any] | None:
     # The owner is in the Job's namespace, or where the label says (JOB_NAMESPACE).
     namespace = labels.get(LABEL_OWNER_NAMESPACE) or meta["namespace"]
     outcome = st.job_outcome(job)
+    if outcome == RUNNING and _cannot_start(job, kind, namespace, owner, ctx):
+        return None
     result = None
     if outcome != RUNNING and kind == "NotificationCampaign":
         message = ctx.kube.termination_message(meta["namespace"], meta["name"])
@@ -94,6 +98,22 @@ def job_changed(job: Mapping[str, Any], ctx: Context) -> dict[str, Any] | None:
         _announce(resource, current.get("lastJob") or {}, new["lastJob"], result, ctx)
         return new
     return None
+
+
+def _cannot_start(
+    job: Mapping[str, Any], kind: str, namespace: str, owner: str, ctx: Context
+) -> bool:
+    """A Job started (by its CronJob) after its environment went: its pod would wait
+    for it until the deadline. The owner gets ``JobEnvMissing`` (its CronJob is
+    suspended) and the Job is deleted; True when that happened."""
+    meta = job["metadata"]
+    if (job.get("status") or {}).get("ready") or job_env_problem(meta["namespace"], ctx) is None:
+        return False  # a pod that runs has what it needs
+    resource = ctx.kube.get_resource(kind, namespace, owner)
+    if resource is not None:
+        reconcile_now(resource, ctx)
+    ctx.kube.delete("Job", meta["namespace"], meta["name"])
+    return True
 
 
 def _announce(

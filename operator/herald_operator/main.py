@@ -23,23 +23,26 @@ from herald_operator.constants import (
 )
 
 ONE_SHOT_CHECK_SECONDS = 10.0
-# How often each resource looks again whether its Job environment is there.
-JOB_ENV_CHECK_SECONDS = 15.0
 
 
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Read the operator's settings and set kopf up (storage, workers, posting); start
     the sweep of children left in another namespace by resources deleted while no
-    operator watched (now and every ``ORPHAN_SWEEP_SECONDS``)."""
+    operator watched (now and every ``ORPHAN_SWEEP_SECONDS``), and the re-check of
+    resources waiting for their Job environment (``JobEnvMissing``)."""
     startup.configure(settings, memo)
-    memo.sweep = asyncio.create_task(startup.sweep_forever(memo.ctx))
+    memo.tasks = [
+        asyncio.create_task(startup.sweep_forever(memo.ctx)),
+        asyncio.create_task(startup.recheck_forever(memo.ctx)),
+    ]
 
 
 @kopf.on.cleanup()
-async def stop_orphan_sweep(memo: kopf.Memo, **_: Any) -> None:
-    """Stop the sweep with the operator."""
-    await startup.stop(memo.get("sweep"))
+async def stop_background(memo: kopf.Memo, **_: Any) -> None:
+    """Stop the sweep and the re-check with the operator."""
+    for task in memo.get("tasks") or []:
+        await startup.stop(task)
 
 
 @kopf.on.login()
@@ -81,13 +84,6 @@ def schedule_changed(
 def one_shot_due(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
     """A one-shot campaign: start its Job once ``runAt`` has come."""
     reconcile.start_due_one_shot(body, patch.status, memo.ctx)
-
-
-@kopf.timer(GROUP, VERSION, CAMPAIGNS, interval=JOB_ENV_CHECK_SECONDS, initial_delay=5.0)
-@kopf.timer(GROUP, VERSION, SCHEDULES, interval=JOB_ENV_CHECK_SECONDS, initial_delay=5.0)
-def job_env_changed(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-    """The Secrets, ConfigMaps or ServiceAccount of the Jobs came or went: reconcile."""
-    reconcile.recheck_job_env(body, patch.status, memo.ctx)
 
 
 @kopf.on.event(GROUP, VERSION, CAMPAIGNS)

@@ -79,6 +79,7 @@ def reconcile(
     except (ResourceError, SpecError) as exc:
         reason = exc.reason if isinstance(exc, SpecError) else "InvalidSpec"
         message = exc.reason if isinstance(exc, ResourceError) else exc.message
+        _waiting(body, ctx, reason == JOB_ENV_MISSING)
         _suspend_existing(body, current, ctx)
         patch_status.update(
             st.failed(current, generation=generation, reason=reason, message=message, now=now)
@@ -86,8 +87,19 @@ def reconcile(
         if (current.get("observedGeneration"), _failed_reason(current)) != (generation, message):
             ctx.event(body, "Warning", reason, message)
         return "failed"
+    _waiting(body, ctx, False)
     patch_status.update(status)
     return "success"
+
+
+def _waiting(body: Mapping[str, Any], ctx: Context, waiting: bool) -> None:
+    """Remember (or forget) that ``body`` waits for its Job environment."""
+    meta = body["metadata"]
+    key = (str(body["kind"]), str(meta["namespace"]), str(meta["name"]))
+    if waiting:
+        ctx.env_waiting.add(key)
+    else:
+        ctx.env_waiting.discard(key)
 
 
 def _failed_reason(current: Mapping[str, Any]) -> str | None:
@@ -103,23 +115,50 @@ def _failure(current: Mapping[str, Any]) -> tuple[str, str] | None:
     return None
 
 
-def recheck_job_env(
-    body: Mapping[str, Any], patch_status: MutableMapping[str, Any], ctx: Context
-) -> str | None:
-    """Timer: reconcile again when the Job environment came or went since the status
-    was written (``JobEnvMissing`` set, changed or cleared); the outcome, or None."""
-    current = body.get("status") or {}
-    failure = _failure(current)
-    if failure is not None and failure[0] != JOB_ENV_MISSING:
-        return None  # the spec cannot work anyway; fixing it reconciles
-    if current.get("observedGeneration") != body["metadata"].get("generation"):
-        return None  # not reconciled yet: the change handler comes first
-    namespace = ctx.settings.jobs_namespace_of(body["metadata"]["namespace"])
-    problem = job_env_problem(namespace, ctx)
-    now_message = problem.message if problem else None
-    if now_message == (failure[1] if failure else None):
-        return None
-    return reconcile(body, patch_status, ctx, cause="environment")
+def recheck_job_env(ctx: Context) -> list[str]:
+    """Reconcile again the resources waiting for their Job environment whose check
+    says something else now (it came, or what is missing changed); their names."""
+    done = []
+    for kind, namespace, name in sorted(ctx.env_waiting.copy()):
+        jobs_namespace = ctx.settings.jobs_namespace_of(namespace)
+        ctx.env_checks.pop(jobs_namespace, None)
+        problem = job_env_problem(jobs_namespace, ctx)
+        body = ctx.kube.get_resource(kind, namespace, name)
+        if body is None:
+            ctx.env_waiting.discard((kind, namespace, name))
+            continue
+        failure = _failure(body.get("status") or {})
+        if failure == ((JOB_ENV_MISSING, problem.message) if problem else None):
+            continue
+        reconcile_now(body, ctx)
+        done.append(f"{kind}/{namespace}/{name}")
+    return done
+
+
+def reconcile_now(body: Mapping[str, Any], ctx: Context) -> str:
+    """:func:`reconcile` outside a kopf handler: the status written directly (once
+    more on a conflict). The outcome."""
+    meta = body["metadata"]
+    for _ in range(3):
+        patch: dict[str, Any] = {}
+        outcome = reconcile(body, patch, ctx, cause="environment")
+        try:
+            ctx.kube.patch_status(
+                body["kind"],
+                meta["namespace"],
+                meta["name"],
+                patch,
+                resource_version=meta.get("resourceVersion"),
+            )
+            return outcome
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        fresh = ctx.kube.get_resource(body["kind"], meta["namespace"], meta["name"])
+        if fresh is None:
+            return outcome
+        body, meta = fresh, fresh["metadata"]
+    return "retry"
 
 
 def _scheduled(

@@ -15,9 +15,9 @@ from typing import Any
 from herald_common.resources import ResourceError, from_object
 
 from herald_operator.builders.common import SpecError
-from herald_operator.constants import RUN_NOW_ANNOTATION
+from herald_operator.constants import JOB_ENV_MISSING, RUN_NOW_ANNOTATION
 from herald_operator.context import Context
-from herald_operator.reconcile import start_run
+from herald_operator.reconcile import reconcile_now, start_run
 
 
 def annotation_written_at(body: Mapping[str, Any], key: str) -> str:
@@ -47,5 +47,7 @@ def run_now(body: Mapping[str, Any], ctx: Context) -> str | None:
         message = exc.reason if isinstance(exc, ResourceError) else exc.message
         ctx.event(body, "Warning", "RunNotStarted", f"run-now ignored: {message}")
         name = None
+        if isinstance(exc, SpecError) and exc.reason == JOB_ENV_MISSING:
+            reconcile_now(body, ctx)  # the condition, and the CronJob suspended
     ctx.kube.remove_annotation(body["kind"], meta["namespace"], meta["name"], RUN_NOW_ANNOTATION)
     return name

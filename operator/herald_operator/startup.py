@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 import kopf
 
-from herald_operator import cleanup
+from herald_operator import cleanup, reconcile
 from herald_operator.config import OperatorSettings
 from herald_operator.constants import DIFFBASE_KEY, FINALIZER, KOPF_PREFIX, OPERATOR_NAME
 from herald_operator.context import Context, make_context
@@ -41,15 +42,23 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo) -> None:
         memo.ctx = make_context(ours)
 
 
-async def sweep_forever(ctx: Context) -> None:
-    """:func:`cleanup.sweep_orphans` now and every ``orphan_sweep_seconds``; an API
-    error is logged and tried again next time."""
+async def _every(seconds: float, fn: Callable[[Context], object], ctx: Context) -> None:
     while True:
         try:
-            await asyncio.to_thread(cleanup.sweep_orphans, ctx)
+            await asyncio.to_thread(fn, ctx)
         except Exception:
-            log.exception("sweeping children of deleted resources failed")
-        await asyncio.sleep(ctx.settings.orphan_sweep_seconds)
+            log.exception("background %s failed; trying again later", fn.__name__)
+        await asyncio.sleep(seconds)
+
+
+async def sweep_forever(ctx: Context) -> None:
+    """:func:`cleanup.sweep_orphans` now and every ``orphan_sweep_seconds``."""
+    await _every(ctx.settings.orphan_sweep_seconds, cleanup.sweep_orphans, ctx)
+
+
+async def recheck_forever(ctx: Context) -> None:
+    """:func:`reconcile.recheck_job_env` every ``job_env_retry_seconds``."""
+    await _every(ctx.settings.job_env_retry_seconds, reconcile.recheck_job_env, ctx)
 
 
 async def stop(task: asyncio.Task[None] | None) -> None:
