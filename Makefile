@@ -14,7 +14,7 @@ UV_VERSION := 0.13.9
 COMPONENTS := $(foreach d,services/common dev/pytest-herald services/users services/notifications services/recommendations services/scheduler gateway operator,$(if $(wildcard $(d)/pyproject.toml),$(d)))
 PYTEST_ARGS ?=
 
-.PHONY: help venv infra tools testenv graphiql up down test test-fast lint bench clean cluster-prepare cluster-up cluster-down test-cluster
+.PHONY: help venv lock infra tools testenv graphiql up down test test-fast lint bench clean cluster-prepare cluster-up cluster-down test-cluster
 
 help:
 	@echo "make up | down | test | bench | lint | venv"
@@ -28,6 +28,17 @@ $(VENV)/.installed: requirements.lock $(foreach d,$(COMPONENTS),$(d)/pyproject.t
 	@touch $@
 
 venv: $(VENV)/.installed
+
+# One lock for the uv workspace (pyproject.toml): uv.lock, resolved for Linux and Python
+# 3.11 only, from which requirements.lock (everything: .venv) and requirements-runtime.lock
+# (the components only: the images) are exported. Versions already in uv.lock are kept;
+# `make lock LOCK_ARGS="--upgrade-package NAME"` moves one. The markers are dropped (one
+# platform), so both stay plain `name==version` lists for pip.
+EXPORT := $(VENV)/bin/uv export --frozen --no-emit-workspace --no-hashes --no-annotate --no-header --quiet
+lock: venv
+	$(VENV)/bin/uv lock $(LOCK_ARGS)
+	$(EXPORT) --all-packages --all-groups | sed 's/ ;.*//' >requirements.lock
+	$(EXPORT) --no-dev | sed 's/ ;.*//' >requirements-runtime.lock
 
 infra:
 	@bash dev/infra.sh up
@@ -82,8 +93,10 @@ test-fast: venv graphiql
 
 # Lint on its own (.ci/run runs it before the tests; pre-commit runs the same hooks):
 # formatting, lint rules, types (strict on herald_common and the services' domain
-# modules, see pyproject.toml) and the run-time lock agreeing with the tested one.
+# modules, see pyproject.toml), uv.lock agreeing with the pyproject files and both
+# requirements files being its export.
 lint: venv
+	$(VENV)/bin/uv lock --check --offline --quiet
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy $(patsubst %/__init__.py,%,$(wildcard services/*/herald_*/__init__.py)) gateway/herald_gateway operator/herald_operator

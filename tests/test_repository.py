@@ -69,6 +69,38 @@ def test_runtime_pins_are_the_tested_pins() -> None:
     assert not mismatched, f"image pins differ from the tested pins: {mismatched}"
 
 
+def _uv_export(*args: str) -> dict[str, str]:
+    uv = Path(sys.executable).with_name("uv")  # the pinned uv `make venv` installs
+    out = subprocess.run(  # noqa: S603 - the venv's own uv, fixed arguments
+        [str(uv), "export", "--frozen", "--offline", "--no-emit-workspace", "--no-hashes", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    return {
+        m.group(1).lower(): m.group(2)
+        for line in out.splitlines()
+        if (m := re.match(r"^([A-Za-z0-9_.\-]+)==([^\s;]+)", line))
+    }
+
+
+def test_runtime_pins_and_tested_pins_are_exported_from_uv_lock() -> None:
+    """uv.lock is the one lock of the workspace: requirements.lock is its every package
+    at its locked version, requirements-runtime.lock the components' (`make lock`)."""
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    locked = {p["name"]: p["version"] for p in lock["package"] if "registry" in p["source"]}
+    tested = _pins(ROOT / "requirements.lock")
+    assert tested == locked, {
+        n: (tested.get(n), locked.get(n))
+        for n in tested.keys() | locked.keys()
+        if tested.get(n) != locked.get(n)
+    }
+    assert _uv_export("--all-packages", "--all-groups") == tested
+    assert _uv_export("--no-dev") == _pins(ROOT / "requirements-runtime.lock")
+
+
 def test_skaffold_builds_every_component_from_its_folder() -> None:
     config = yaml.safe_load((ROOT / "skaffold.yaml").read_text())
     artifacts = {a["image"]: a for a in config["build"]["artifacts"]}
