@@ -603,6 +603,7 @@ def test_missing_external_infrastructure_fails_clearly(kube_tools: KubeTools) ->
         (["environment=staging"], "value must be one of"),
         (["mongodb.external.uri=postgres://x"], "does not match pattern"),
         (["operator.watchNamespaces={Bad_NS}"], "does not match pattern"),
+        (["operator.watchNamespaces={*,shop}"], "maxItems: got 2, want 1"),
         (["notifications.resources.limits.memory=lots"], "/notifications/resources/limits/memory"),
         (["typo=1"], "additional properties 'typo' not allowed"),
         (["networkPolicy.kubeAPIServer.ports={https}"], "got string, want integer"),
@@ -654,40 +655,106 @@ def test_notes_say_how_to_reach_graphql(kube_tools: KubeTools) -> None:
     assert f"port-forward svc/{FULLNAME}-gateway 5000:5000" in out
 
 
-def test_operator_rbac_is_least_privilege(render: Render) -> None:
-    docs = render()
-    (role,) = [r for r in by_kind(docs, "Role") if r["metadata"]["name"] == f"{FULLNAME}-operator"]
-    verbs = {
-        (group, resource): set(rule["verbs"])
+def _rules(role: dict[str, Any]) -> dict[tuple[str, str], tuple[set[str], set[str]]]:
+    """(group, resource) -> (verbs, resourceNames) of a Role or ClusterRole."""
+    return {
+        (group, resource): (set(rule["verbs"]), set(rule.get("resourceNames") or []))
         for rule in role["rules"]
         for group in rule["apiGroups"]
         for resource in rule["resources"]
     }
+
+
+def _verbs(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
+    return {key: verbs for key, (verbs, _) in _rules(role).items()}
+
+
+def test_operator_rbac_is_least_privilege(render: Render) -> None:
+    docs = render(sets=["operator.watchNamespaces={shop}"])
+    roles = {(r["metadata"]["namespace"], r["metadata"]["name"]): r for r in by_kind(docs, "Role")}
+    watch = f"{FULLNAME}-operator"
+    # A watching Role in each watched namespace: the release's and the listed one.
+    assert {ns for ns, name in roles if name == watch} == {NAMESPACE, "shop"}
+    verbs = _verbs(roles[("shop", watch)])
     assert verbs[("herald.io", "notificationcampaigns")] >= {"get", "list", "watch", "patch"}
     assert verbs[("herald.io", "schedules/status")] >= {"patch"}
-    assert verbs[("batch", "cronjobs")] >= {"create", "delete", "patch"}
-    assert verbs[("", "pods")] == {"get", "list", "watch"}
+    assert verbs[("batch", "jobs")] == {"get", "list", "watch"}  # kopf follows Jobs
     assert verbs[("", "events")] == {"create", "patch"}
-    for rule in role["rules"]:
-        assert (
-            "*" not in rule["verbs"]
-            and "*" not in rule["resources"]
-            and "*" not in rule["apiGroups"]
-        )
-    assert not any(r == "secrets" for (_, r) in verbs)
+    # Nothing is written to a tenant namespace but status and Events, nothing is read there
+    # but the resources and Jobs: no CronJobs, pods, Secrets or ConfigMaps.
+    assert {r for (_, r) in verbs} == {
+        "notificationcampaigns",
+        "schedules",
+        "notificationcampaigns/status",
+        "schedules/status",
+        "jobs",
+        "events",
+    }
+    # The Jobs' Role, in the release namespace only: CronJobs and Jobs, their pods, and
+    # the Job environment by name.
+    assert {ns for ns, name in roles if name == f"{watch}-jobs"} == {NAMESPACE}
+    jobs = _rules(roles[(NAMESPACE, f"{watch}-jobs")])
+    assert jobs[("batch", "cronjobs")][0] >= {"create", "delete", "patch"}
+    assert jobs[("", "pods")] == ({"get", "list"}, set())
+    assert jobs[("", "secrets")] == ({"get"}, {f"{FULLNAME}-infra"})
+    assert jobs[("", "configmaps")] == ({"get"}, {f"{FULLNAME}-jobs-env"})
+    assert jobs[("", "serviceaccounts")] == ({"get"}, {f"{FULLNAME}-jobs"})
+    for role in [*roles.values(), *by_kind(docs, "ClusterRole")]:
+        for rule in role["rules"]:
+            assert (
+                "*" not in rule["verbs"]
+                and "*" not in rule["resources"]
+                and "*" not in rule["apiGroups"]
+            )
+            if rule["resources"] in (["secrets"], ["configmaps"], ["serviceaccounts"]):
+                assert rule.get("resourceNames"), f"{role['metadata']['name']}: {rule}"
     (cluster,) = by_kind(docs, "ClusterRole")
     assert {res for rule in cluster["rules"] for res in rule["resources"]} == {
         "customresourcedefinitions"
     }
     assert all(set(rule["verbs"]) <= {"get", "list", "watch"} for rule in cluster["rules"])
-    # Cluster-wide watching moves the rules to the ClusterRole, and only then.
+    # The external Secrets the Job pods load are the ones it may look up.
+    files, sets = SETS["external"]
+    external = render(files, sets)
+    (jobs_role,) = [
+        r for r in by_kind(external, "Role") if r["metadata"]["name"] == f"{watch}-jobs"
+    ]
+    names = _rules(jobs_role)[("", "secrets")][1]
+    operator = one(external, "Deployment", f"{FULLNAME}-operator")
+    env = {e["name"]: e for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert names == set(env["HERALD_OPERATOR_JOB_ENV_FROM_SECRETS"]["value"].split(","))
+    # Cluster-wide watching moves the watching rules to the ClusterRole, and only then;
+    # writing CronJobs and Jobs stays in the release namespace.
     files, sets = SETS["cluster-wide-operator"]
     wide = render(files, sets)
-    assert not [r for r in by_kind(wide, "Role") if r["metadata"]["name"] == f"{FULLNAME}-operator"]
-    (cluster,) = by_kind(wide, "ClusterRole")
-    assert "notificationcampaigns" in {
-        res for rule in cluster["rules"] for res in rule["resources"]
+    assert {r["metadata"]["name"] for r in by_kind(wide, "Role")} == {
+        f"{watch}-jobs",
+        f"{watch}-leader-election",
     }
+    (cluster,) = by_kind(wide, "ClusterRole")
+    wide_verbs = _verbs(cluster)
+    assert "notificationcampaigns" in {r for (_, r) in wide_verbs}
+    assert wide_verbs[("batch", "jobs")] == {"get", "list", "watch"}
+    assert ("batch", "cronjobs") not in wide_verbs
+    assert not {"secrets", "configmaps", "pods", "serviceaccounts"} & {r for (_, r) in wide_verbs}
+
+
+def test_operator_runs_every_job_in_the_release_namespace(render: Render) -> None:
+    docs = render(sets=["operator.watchNamespaces={shop,staging}"])
+    operator = one(docs, "Deployment", f"{FULLNAME}-operator")
+    env = {e["name"]: e for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["HERALD_OPERATOR_JOB_NAMESPACE"]["valueFrom"] == {
+        "fieldRef": {"fieldPath": "metadata.namespace"}
+    }
+    # The release namespace is watched too: the Jobs kopf follows are there.
+    assert env["HERALD_OPERATOR_NAMESPACES"]["value"] == f"{NAMESPACE},shop,staging"
+    # What the Job pods reference exists in the release namespace only.
+    for kind, name in [
+        ("ConfigMap", f"{FULLNAME}-jobs-env"),
+        ("ServiceAccount", f"{FULLNAME}-jobs"),
+        ("Secret", f"{FULLNAME}-infra"),
+    ]:
+        assert one(docs, kind, name)["metadata"]["namespace"] == NAMESPACE
 
 
 def test_chart_files_are_valid_yaml_and_json() -> None:

@@ -190,9 +190,20 @@ Secret and the broker's configuration must agree): (dict "root" $ "name" .. "key
 {{- index $gen .key -}}
 {{- end -}}
 
-{{/* HERALD_OPERATOR_NAMESPACES: the release namespace by default, "" for every namespace. */}}
+{{/* The operator's watched namespaces as JSON: ["*"] for every namespace, else
+operator.watchNamespaces with the release namespace first (its Jobs run there). */}}
+{{- define "herald.operatorNamespaceList" -}}
+{{- $ns := .Values.operator.watchNamespaces | default list -}}
+{{- if has "*" $ns -}}
+{{- list "*" | toJson -}}
+{{- else -}}
+{{- prepend (without $ns .Release.Namespace) .Release.Namespace | toJson -}}
+{{- end -}}
+{{- end -}}
+
+{{/* HERALD_OPERATOR_NAMESPACES: those namespaces, "" for every namespace. */}}
 {{- define "herald.operatorNamespaces" -}}
-{{- $ns := default (list .Release.Namespace) .Values.operator.watchNamespaces -}}
+{{- $ns := include "herald.operatorNamespaceList" . | fromJsonArray -}}
 {{- if has "*" $ns -}}{{- else -}}{{ $ns | join "," }}{{- end -}}
 {{- end -}}
 
