@@ -71,7 +71,7 @@ def test_runtime_pins_are_the_tested_pins() -> None:
 
 def _uv_export(*args: str) -> dict[str, str]:
     uv = Path(sys.executable).with_name("uv")  # the pinned uv `make venv` installs
-    out = subprocess.run(  # noqa: S603 - the venv's own uv, fixed arguments
+    out = subprocess.run(
         [str(uv), "export", "--frozen", "--offline", "--no-emit-workspace", "--no-hashes", *args],
         cwd=ROOT,
         capture_output=True,
