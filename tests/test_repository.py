@@ -360,7 +360,6 @@ NOT_YET_SHARED = {
 NOT_YET_LITERALS = {
     "notifications": "notifications: main.py (bindings), delivery.py, inbox_store.py and "
     "email/channel.py (make_event types) name event types as string literals",
-    "gateway": "gateway: main.py, activity.py and cache.py name event types as string literals",
 }
 
 

@@ -98,9 +98,7 @@ async def track_activity(
         )
     for i in range(0, len(activities), EVENT_BATCH):
         batch = activities[i : i + EVENT_BATCH]
-        await ctx.gateway.publish(
-            make_event("activity.recorded", ActivityRecorded(activities=batch), source="gateway")
-        )
+        await ctx.gateway.publish(make_event(ActivityRecorded(activities=batch), source="gateway"))
     for activity in activities:
         ACTIVITIES.labels(activity.kind).inc()
     return len(activities)

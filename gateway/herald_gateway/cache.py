@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from herald_common.events import Envelope
+from herald_common.events import Envelope, NotificationCreated
 from prometheus_client import Counter
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def entities_for(event_type: str, payload: Any) -> tuple[str, ...]:
     """Which cached entities an event makes stale."""
     if event_type.startswith("user."):
         return ENTITIES
-    if event_type == "notification.created":
+    if event_type == NotificationCreated.event_type:
         # A new recommendation notification means the recommendations were recomputed.
         if getattr(payload, "type", None) == "recommendation":
             return (*COUNTS, RECOMMENDATIONS)

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI, Request, WebSocket
 from herald_common.app import create_app as create_base_app
+from herald_common.events import NOTIFICATION_EVENTS, ORDER_EVENTS, USER_EVENTS
 from herald_common.runtime import ServiceRuntime
 
 from herald_gateway import __version__
@@ -24,7 +25,7 @@ from herald_gateway.transport.http import make_routes
 from herald_gateway.transport.unsubscribe import make_unsubscribe_routes
 from herald_gateway.transport.ws import graphql_websocket
 
-CACHE_BINDINGS = ["user.*", "notification.*", "order.*"]
+CACHE_BINDINGS = [USER_EVENTS, NOTIFICATION_EVENTS, ORDER_EVENTS]
 
 
 def create_app(
