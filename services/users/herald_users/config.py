@@ -25,13 +25,10 @@ LOCAL_ADMIN_EMAIL = "admin@herald.local"
 LOCAL_ADMIN_PASSWORD = "herald-admin-local"
 
 
-def _repo_root() -> Path:
-    """The Herald checkout this package runs from (editable install), else the cwd."""
-    for start in (Path(__file__).resolve(), Path.cwd().resolve()):
-        for parent in (start, *start.parents):
-            if (parent / "ARCHITECTURE.md").is_file() and (parent / "services").is_dir():
-                return parent
-    return Path.cwd()
+# Where a local/test run keeps its generated signing key: relative to the working
+# directory (dev/run.sh runs every component from the repository root, so it is
+# ``<repo>/.run/keys/users-jwt.pem`` there); HERALD_USERS_LOCAL_KEY_FILE moves it.
+LOCAL_KEY_FILE = Path(".run/keys/users-jwt.pem")
 
 
 class UsersSettings(HeraldSettings):
@@ -48,9 +45,7 @@ class UsersSettings(HeraldSettings):
     # ``local_key_file`` and reused, so tokens survive restarts.
     private_key_pem: SecretStr | None = None
     private_key_file: Path | None = None
-    local_key_file: Path = Field(
-        default_factory=lambda: _repo_root() / ".run" / "keys" / "users-jwt.pem"
-    )
+    local_key_file: Path = LOCAL_KEY_FILE
 
     # Public keys of earlier signing keys, still served in the JWKS after a key
     # rotation until the tokens they signed have expired.

@@ -1,5 +1,7 @@
 """Configuration rules and the signing key (no servers needed)."""
 
+from pathlib import Path
+
 import pytest
 from herald_common.auth import generate_private_key_pem
 from herald_users.config import LOCAL_ADMIN_EMAIL, UsersSettings
@@ -26,6 +28,8 @@ def test_defaults() -> None:
     assert s.access_token_ttl_seconds == 900
     assert s.refresh_token_ttl_seconds == 30 * 24 * 3600
     assert s.admin_email == LOCAL_ADMIN_EMAIL and s.admin_password is not None
+    # relative to the working directory, whatever files the checkout holds
+    assert s.local_key_file == Path(".run/keys/users-jwt.pem")
 
 
 def test_env_prefix(monkeypatch) -> None:
