@@ -420,8 +420,6 @@ def test_the_outbox_wake_up_has_one_name(tree: str) -> None:
 
 LONG_NOT_YET = {
     "notifications": "notifications: delivery.py is over 400 lines without a reason",
-    "common": "common: messaging.py is over 400 lines without a reason (being reworked "
-    "for batch publishing)",
 }
 
 

@@ -1,32 +1,26 @@
-"""RabbitMQ messaging: topology, confirmed publishing, consumers with retry and DLQ.
+"""RabbitMQ messaging: the :class:`Broker` (one robust connection, confirmed publishing,
+topology, consumers with retry and DLQ).
 
 Topology (all durable):
 
 * ``herald.events`` — topic exchange; routing key = event type. Unroutable messages go
   to the alternate exchange ``herald.events.unrouted`` and its queue of the same name,
   so an event published before its consumers exist is kept, not dropped.
-* per consuming service a queue ``<queue>`` (quorum by default) bound to the keys it
-  needs, dead-lettering to ``herald.dlx`` with routing key ``<queue>``; a broker-side
-  delivery limit catches a message that crashes its consumer over and over.
-* ``<queue>.retry.<n>`` — one delay queue per back-off step (``x-message-ttl``) that
-  dead-letters back into ``<queue>`` when the delay is over.
-* ``<queue>.dlq`` — bound to ``herald.dlx`` with key ``<queue>``: what failed for good,
-  with the reason in the ``x-herald-error`` header. Inspect and replay it with
+* per consuming service a queue ``<queue>`` with its retry queues and its DLQ
+  (:mod:`herald_common.queues`); inspect and replay the DLQ with
   :meth:`Broker.dead_letters` and :meth:`Broker.replay_dead_letters`.
 
 Publishing waits for the broker's confirm and retries through reconnects, so a call
-that returned means the broker has the message on disk. Consumers ack only after the
-handler returned, i.e. after its work is committed.
+that returned means the broker has the message on disk. Consumers
+(:mod:`herald_common.consumer`) ack only after the handler returned, i.e. after its work
+is committed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,7 +29,6 @@ import aiormq
 from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
-    AbstractIncomingMessage,
     AbstractQueue,
     AbstractRobustConnection,
 )
@@ -47,29 +40,26 @@ from tenacity import (
     wait_exponential,
 )
 
-from herald_common.events import Envelope, InvalidEvent, parse_event
-from herald_common.logs import set_correlation_id
-from herald_common.metrics import (
-    EVENTS_CONSUMED,
-    EVENTS_DEAD_LETTERED,
-    EVENTS_FAILED,
-    EVENTS_PUBLISHED,
-    HANDLER_LATENCY,
-)
+from herald_common import queues
+from herald_common.consumer import BatchConsumer, BatchHandler, Consumer, Handler, PermanentError
+from herald_common.events import Envelope
+from herald_common.metrics import EVENTS_PUBLISHED
+from herald_common.queues import H_CORRELATION, DeadLetter, QueueSpec
 from herald_common.settings import HeraldSettings
-from herald_common.tasks import cancel_and_wait
+
+__all__ = [
+    "H_CORRELATION",
+    "BatchConsumer",
+    "BatchHandler",
+    "Broker",
+    "Consumer",
+    "DeadLetter",
+    "Handler",
+    "PermanentError",
+    "QueueSpec",
+]
 
 log = logging.getLogger(__name__)
-
-H_ATTEMPTS = "x-herald-attempts"
-H_ERROR = "x-herald-error"
-H_ROUTING_KEY = "x-herald-routing-key"
-H_FAILED_AT = "x-herald-failed-at"
-H_REPLAYS = "x-herald-replays"
-H_CORRELATION = "x-correlation-id"
-
-Handler = Callable[[Envelope[Any]], Awaitable[None]]
-BatchHandler = Callable[[list[Envelope[Any]]], Awaitable[None]]
 
 _TRANSIENT = (
     ConnectionError,
@@ -80,57 +70,6 @@ _TRANSIENT = (
     DeliveryError,
     RuntimeError,  # aio-pika raises it for a channel that is closed mid-reconnect
 )
-
-
-class PermanentError(Exception):
-    """Raised by a handler for a message that will never succeed: no retries, DLQ now."""
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """One message sitting in a dead-letter queue."""
-
-    queue: str
-    message_id: str | None
-    type: str | None
-    routing_key: str | None
-    error: str | None
-    attempts: int
-    failed_at: str | None
-    body: Any
-
-
-@dataclass
-class QueueSpec:
-    """A consumer queue and what it listens to."""
-
-    name: str
-    bindings: Sequence[str]
-    retry_delays_ms: Sequence[int] = field(default_factory=lambda: [1_000, 5_000, 30_000])
-    delivery_limit: int = 20
-
-    @property
-    def dlq(self) -> str:
-        return f"{self.name}.dlq"
-
-    def retry_queue(self, step: int) -> str:
-        return f"{self.name}.retry.{step}"
-
-
-def _header_int(headers: dict[str, Any], key: str) -> int:
-    value = headers.get(key, 0)
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 0
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        return value.decode(errors="replace")
-    return str(value)
 
 
 class Broker:
@@ -351,33 +290,9 @@ class Broker:
         self, spec: QueueSpec, channel: AbstractChannel | None = None
     ) -> AbstractQueue:
         """Declare ``spec``'s queue, its retry queues and its DLQ, and bind them."""
-        s = self.settings
         ch = channel or self._channel
         assert ch is not None, "Broker.connect() was not called"
-        args: dict[str, Any] = {
-            "x-dead-letter-exchange": s.dead_letter_exchange,
-            "x-dead-letter-routing-key": spec.name,
-        }
-        if s.queue_type == "quorum":
-            args["x-queue-type"] = "quorum"
-            args["x-delivery-limit"] = spec.delivery_limit
-        queue = await ch.declare_queue(spec.name, durable=True, arguments=args)
-        for key in spec.bindings:
-            await queue.bind(s.events_exchange, routing_key=key)
-        for step, delay in enumerate(spec.retry_delays_ms):
-            await ch.declare_queue(
-                spec.retry_queue(step),
-                durable=True,
-                arguments={
-                    "x-message-ttl": int(delay),
-                    "x-dead-letter-exchange": "",
-                    "x-dead-letter-routing-key": spec.name,
-                },
-            )
-        dlq_args: dict[str, Any] = {"x-queue-type": "quorum"} if s.queue_type == "quorum" else {}
-        dlq = await ch.declare_queue(spec.dlq, durable=True, arguments=dlq_args)
-        await dlq.bind(s.dead_letter_exchange, routing_key=spec.name)
-        return queue
+        return await queues.declare_queue(ch, self.settings, spec)
 
     async def consume(
         self,
@@ -461,374 +376,9 @@ class Broker:
 
     async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
         """Look at up to ``limit`` messages in ``<queue>.dlq`` without removing them."""
-        channel = await self.connection.channel()
-        held: list[AbstractIncomingMessage] = []
-        result: list[DeadLetter] = []
-        try:
-            dlq = await channel.declare_queue(f"{queue}.dlq", passive=True)
-            while len(held) < limit:
-                message = await dlq.get(no_ack=False, fail=False)
-                if message is None:
-                    break
-                held.append(message)
-                result.append(self._describe_dead_letter(queue, message))
-        except aiormq.exceptions.ChannelNotFoundEntity:
-            return []
-        finally:
-            for message in held:
-                await message.nack(requeue=True)
-            if not channel.is_closed:
-                await channel.close()
-        return result
-
-    @staticmethod
-    def _describe_dead_letter(queue: str, message: AbstractIncomingMessage) -> DeadLetter:
-        headers: dict[str, Any] = dict(message.headers or {})
-        error = _text(headers.get(H_ERROR))
-        if error is None and "x-death" in headers:
-            deaths = headers["x-death"] or []
-            first = deaths[0] if deaths else {}
-            error = f"dead-lettered by the broker: {_text(first.get('reason'))}"
-        try:
-            body: Any = json.loads(message.body)
-        except ValueError:
-            body = message.body.decode(errors="replace")
-        return DeadLetter(
-            queue=queue,
-            message_id=message.message_id,
-            type=message.type,
-            routing_key=_text(headers.get(H_ROUTING_KEY)) or message.type,
-            error=error,
-            attempts=_header_int(headers, H_ATTEMPTS),
-            failed_at=_text(headers.get(H_FAILED_AT)),
-            body=body,
-        )
+        return await queues.dead_letters(self, queue, limit)
 
     async def replay_dead_letters(self, queue: str, limit: int = 100) -> int:
-        """Move up to ``limit`` messages from ``<queue>.dlq`` back into ``<queue>``.
-
-        Each is re-published (confirmed) before it is removed from the DLQ, so a crash
-        in between duplicates rather than loses it. Returns how many were replayed.
-        """
-        channel = await self.connection.channel()
-        moved = 0
-        try:
-            dlq = await channel.declare_queue(f"{queue}.dlq", passive=True)
-            while moved < limit:
-                message = await dlq.get(no_ack=False, fail=False)
-                if message is None:
-                    break
-                headers: dict[str, Any] = dict(message.headers or {})
-                headers.pop("x-death", None)
-                headers.pop(H_ERROR, None)
-                headers[H_ATTEMPTS] = 0
-                headers[H_REPLAYS] = _header_int(headers, H_REPLAYS) + 1
-                try:
-                    await self.publish_raw(
-                        message.body,
-                        exchange="",
-                        routing_key=queue,
-                        message_id=message.message_id,
-                        type_=message.type,
-                        headers=headers,
-                    )
-                except Exception:
-                    await message.nack(requeue=True)
-                    raise
-                await message.ack()
-                moved += 1
-        except aiormq.exceptions.ChannelNotFoundEntity:
-            return 0
-        finally:
-            if not channel.is_closed:
-                await channel.close()
-        log.info("replayed dead letters", extra={"queue": queue, "count": moved})
-        return moved
-
-
-class Consumer:
-    """Consumes one queue: parse → handler → ack; failures retry with back-off then DLQ."""
-
-    def __init__(self, broker: Broker, spec: QueueSpec, handler: Handler, prefetch: int) -> None:
-        self.broker = broker
-        self.spec = spec
-        self.handler = handler
-        self.prefetch = prefetch
-        self._channel: AbstractChannel | None = None
-        self._tag: str | None = None
-        self._queue: AbstractQueue | None = None
-
-    async def start(self) -> None:
-        self._channel = await self.broker.connection.channel()
-        await self._channel.set_qos(prefetch_count=self.prefetch)
-        self._queue = await self.broker.declare_queue(self.spec, self._channel)
-        self._tag = await self._queue.consume(self._on_message, no_ack=False)
-
-    async def stop(self) -> None:
-        if self._queue is not None and self._tag is not None:
-            try:
-                await self._queue.cancel(self._tag)
-            except Exception:
-                log.debug("cancel failed", exc_info=True)
-        if self._channel is not None and not self._channel.is_closed:
-            await self._channel.close()
-        self._tag = None
-
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        parsed = await self._parse(message)
-        if parsed is not None:
-            await self._handle(message, *parsed)
-
-    async def _parse(
-        self, message: AbstractIncomingMessage
-    ) -> tuple[dict[str, Any], Envelope[Any]] | None:
-        """The message's headers and event; a malformed message goes to the DLQ at once."""
-        headers: dict[str, Any] = dict(message.headers or {})
-        try:
-            event = parse_event(message.body)
-        except InvalidEvent as exc:
-            await self._dead_letter(message, headers, f"invalid event: {exc}", "invalid")
-            EVENTS_CONSUMED.labels(
-                self.broker.source, self.spec.name, message.type or "unknown", "dead_lettered"
-            ).inc()
-            return None
-        # A retry comes back through a delay queue as a new message: only its headers
-        # tell that it was delivered before.
-        event._maybe_seen = bool(
-            message.redelivered or "x-death" in headers or _header_int(headers, H_ATTEMPTS)
-        )
-        return headers, event
-
-    async def _handle(
-        self, message: AbstractIncomingMessage, headers: dict[str, Any], event: Envelope[Any]
-    ) -> None:
-        """Run the handler for one event: ack on success, else retry or dead-letter."""
-        svc, queue = self.broker.source, self.spec.name
-        set_correlation_id(event.correlation_id or str(event.id))
-        started = time.perf_counter()
-        try:
-            await self.handler(event)
-        except PermanentError as exc:
-            EVENTS_FAILED.labels(svc, queue, event.type).inc()
-            await self._dead_letter(message, headers, f"{type(exc).__name__}: {exc}", "permanent")
-            EVENTS_CONSUMED.labels(svc, queue, event.type, "dead_lettered").inc()
-            return
-        except Exception as exc:
-            EVENTS_FAILED.labels(svc, queue, event.type).inc()
-            log.warning(
-                "handler failed",
-                extra={"queue": queue, "event_type": event.type, "event_id": str(event.id)},
-                exc_info=True,
-            )
-            await self._retry(message, headers, f"{type(exc).__name__}: {exc}")
-            return
-        finally:
-            HANDLER_LATENCY.labels(svc, queue, event.type).observe(time.perf_counter() - started)
-        await self._ack(message)
-        EVENTS_CONSUMED.labels(svc, queue, event.type, "ok").inc()
-
-    async def _ack(self, message: AbstractIncomingMessage) -> None:
-        try:
-            await message.ack()
-        except Exception:
-            # The channel went away (reconnect): the broker redelivers the message and
-            # the idempotent handler absorbs the repeat.
-            log.warning("ack failed; the message will be redelivered", exc_info=True)
-
-    async def _retry(
-        self, message: AbstractIncomingMessage, headers: dict[str, Any], reason: str
-    ) -> None:
-        attempts = _header_int(headers, H_ATTEMPTS) + 1
-        delays = self.spec.retry_delays_ms
-        type_ = message.type or "unknown"
-        if attempts > len(delays):
-            await self._dead_letter(
-                message,
-                headers,
-                f"{reason} (gave up after {attempts} attempts)",
-                "exhausted",
-                attempts=attempts,
-            )
-            EVENTS_CONSUMED.labels(self.broker.source, self.spec.name, type_, "dead_lettered").inc()
-            return
-        headers.update({H_ATTEMPTS: attempts, H_ERROR: reason[:1000]})
-        headers.setdefault(H_ROUTING_KEY, message.routing_key or "")
-        retry_queue = self.spec.retry_queue(attempts - 1)
-        await self._forward(message, headers, exchange="", routing_key=retry_queue)
-        EVENTS_CONSUMED.labels(self.broker.source, self.spec.name, type_, "retried").inc()
-
-    async def _dead_letter(
-        self,
-        message: AbstractIncomingMessage,
-        headers: dict[str, Any],
-        reason: str,
-        kind: str,
-        attempts: int | None = None,
-    ) -> None:
-        headers.update(
-            {
-                H_ERROR: reason[:2000],
-                H_ATTEMPTS: attempts if attempts is not None else _header_int(headers, H_ATTEMPTS),
-                H_FAILED_AT: datetime.now(UTC).isoformat(),
-            }
-        )
-        headers.setdefault(H_ROUTING_KEY, message.routing_key or "")
-        log.error("dead-lettered", extra={"queue": self.spec.name, "reason": reason[:500]})
-        await self._forward(
-            message,
-            headers,
-            exchange=self.broker.settings.dead_letter_exchange,
-            routing_key=self.spec.name,
-        )
-        EVENTS_DEAD_LETTERED.labels(self.broker.source, self.spec.name, kind).inc()
-
-    async def _forward(
-        self,
-        message: AbstractIncomingMessage,
-        headers: dict[str, Any],
-        *,
-        exchange: str,
-        routing_key: str,
-    ) -> None:
-        """Re-publish (confirmed) then ack; if re-publishing fails, requeue instead."""
-        try:
-            await self.broker.publish_raw(
-                message.body,
-                exchange=exchange,
-                routing_key=routing_key,
-                message_id=message.message_id,
-                type_=message.type,
-                headers=headers,
-                timeout=15,
-            )
-        except Exception:
-            log.exception("could not forward message; requeueing it")
-            await message.nack(requeue=True)
-            return
-        await message.ack()
-
-
-class BatchConsumer(Consumer):
-    """Collects messages into batches for a handler of ``list[Envelope]``.
-
-    Messages are parsed as they arrive (malformed ones go to the DLQ at once); a single
-    flusher task cuts batches in arrival order and hands each to the handler once one of
-    ``concurrency`` slots is free (1: one batch at a time, in order).
-    """
-
-    def __init__(
-        self,
-        broker: Broker,
-        spec: QueueSpec,
-        handler: BatchHandler,
-        prefetch: int,
-        *,
-        max_batch: int = 100,
-        max_wait_ms: int = 50,
-        concurrency: int = 1,
-    ) -> None:
-        if max_batch < 1:
-            raise ValueError("max_batch must be at least 1")
-        if concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
-
-        async def single(event: Envelope[Any]) -> None:
-            await handler([event])
-
-        super().__init__(broker, spec, single, prefetch)
-        self.batch_handler = handler
-        self.max_batch = max_batch
-        self.max_wait = max(0, max_wait_ms) / 1000
-        self._pending: list[tuple[AbstractIncomingMessage, dict[str, Any], Envelope[Any]]] = []
-        self._arrived = asyncio.Event()
-        self._flusher: asyncio.Task[None] | None = None
-        self.concurrency = concurrency
-        self._in_progress: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> None:
-        self._flusher = asyncio.create_task(self._run(), name=f"batch-consumer-{self.spec.name}")
-        await super().start()
-
-    async def stop(self) -> None:
-        await cancel_and_wait(self._flusher, *self._in_progress)
-        self._flusher = None
-        self._in_progress.clear()
-        # Unacknowledged messages still buffered return to the queue with the channel.
-        self._pending.clear()
-        await super().stop()
-
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        parsed = await self._parse(message)
-        if parsed is not None:
-            self._pending.append((message, *parsed))
-            self._arrived.set()
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        slots = asyncio.Semaphore(self.concurrency)
-        while True:
-            # Collect the next batch only once it can start: meanwhile messages keep
-            # arriving (up to the prefetch), so it is cut full.
-            await slots.acquire()
-            if not self._pending:
-                self._arrived.clear()
-                await self._arrived.wait()
-            deadline = loop.time() + self.max_wait
-            while len(self._pending) < self.max_batch:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                self._arrived.clear()
-                try:
-                    await asyncio.wait_for(self._arrived.wait(), timeout=remaining)
-                except TimeoutError:
-                    break
-            batch = self._pending[: self.max_batch]
-            del self._pending[: self.max_batch]
-            task = asyncio.create_task(self._process_in_slot(batch, slots))
-            self._in_progress.add(task)
-            task.add_done_callback(self._in_progress.discard)
-
-    async def _process_in_slot(
-        self,
-        batch: list[tuple[AbstractIncomingMessage, dict[str, Any], Envelope[Any]]],
-        slots: asyncio.Semaphore,
-    ) -> None:
-        try:
-            await self._process(batch)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            # Never let a failure stop the consumer: the messages stay unacked and come
-            # back with the channel (or after a reconnect).
-            log.exception("batch processing failed", extra={"queue": self.spec.name})
-        finally:
-            slots.release()
-
-    async def _process(
-        self, batch: list[tuple[AbstractIncomingMessage, dict[str, Any], Envelope[Any]]]
-    ) -> None:
-        svc, queue = self.broker.source, self.spec.name
-        if len(batch) == 1:
-            await self._handle(*batch[0])
-            return
-        set_correlation_id(batch[0][2].correlation_id or str(batch[0][2].id))
-        started = time.perf_counter()
-        try:
-            await self.batch_handler([event for _, _, event in batch])
-        except Exception:
-            log.warning(
-                "batch handler failed; handling its %d events one by one",
-                len(batch),
-                extra={"queue": queue},
-                exc_info=True,
-            )
-            for message, headers, event in batch:
-                event._maybe_seen = True  # the failed batch may have done part of its work
-                await self._handle(message, headers, event)
-            return
-        finally:
-            HANDLER_LATENCY.labels(svc, queue, "batch").observe(time.perf_counter() - started)
-        for message, _, event in batch:
-            await self._ack(message)
-            EVENTS_CONSUMED.labels(svc, queue, event.type, "ok").inc()
+        """Move up to ``limit`` messages from ``<queue>.dlq`` back into ``<queue>``
+        (each re-published, confirmed, before it leaves the DLQ); returns how many."""
+        return await queues.replay_dead_letters(self, queue, limit)
