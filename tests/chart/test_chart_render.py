@@ -710,7 +710,8 @@ def test_operator_rbac_is_least_privilege(render: Render) -> None:
                 assert rule.get("resourceNames"), f"{role['metadata']['name']}: {rule}"
     (cluster,) = by_kind(docs, "ClusterRole")
     assert {res for rule in cluster["rules"] for res in rule["resources"]} == {
-        "customresourcedefinitions"
+        "customresourcedefinitions",
+        "namespaces",
     }
     assert all(set(rule["verbs"]) <= {"get", "list", "watch"} for rule in cluster["rules"])
     # The external Secrets the Job pods load are the ones it may look up.
