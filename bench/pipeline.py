@@ -92,7 +92,7 @@ def ceiling(run: Run, users: list[str], docs: int = 20_000) -> float:
     collection with the service's own indexes (``models.ensure_indexes``)."""
     from herald_common.db import connect_db, disconnect_db
     from herald_common.settings import HeraldSettings
-    from herald_notifications import delivery, models
+    from herald_notifications import builders, models
 
     settings = HeraldSettings(mongodb_uri=run.mongo_url, mongodb_db=run.db("ceiling"))
     connect_db(settings)
@@ -100,7 +100,7 @@ def ceiling(run: Run, users: list[str], docs: int = 20_000) -> float:
         models.ensure_indexes()
         now = datetime.now(UTC)
         raw = [
-            delivery.new_notification_doc(
+            builders.new_notification_doc(
                 _request(i, users[i % len(users)], now), now, source="bench"
             )
             for i in range(docs)

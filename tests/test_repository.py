@@ -219,10 +219,6 @@ COLLECTION_ACCESS = re.compile(
     r"_get_collection\(|get_db\(|\.objects[.(]|from herald_common\.db import [^\n]*"
     r"\b(collection|named)\b"
 )
-NOTIFICATIONS_COLLECTIONS = (
-    "notifications: delivery.py and other modules besides inbox_store.py and models.py "
-    "reach collections with _get_collection()"
-)
 
 
 @pytest.mark.parametrize(
@@ -231,7 +227,7 @@ NOTIFICATIONS_COLLECTIONS = (
         "users",
         "recommendations",
         "scheduler",
-        pytest.param("notifications", marks=_not_yet(NOTIFICATIONS_COLLECTIONS)),
+        "notifications",
     ],
 )
 def test_only_storage_and_documents_touch_collections(service: str) -> None:
@@ -253,13 +249,7 @@ def test_only_storage_and_documents_touch_collections(service: str) -> None:
         "users",
         "recommendations",
         "scheduler",
-        pytest.param(
-            "notifications",
-            marks=_not_yet(
-                "notifications: api/deliveries.py calls storage through run_db and takes "
-                "Depends(current_principal) without an Annotated type"
-            ),
-        ),
+        "notifications",
     ],
 )
 def test_routes_only_translate_http(service: str) -> None:
@@ -317,13 +307,7 @@ def test_every_route_declares_its_answer(service: str) -> None:
     [
         "recommendations",
         "scheduler",
-        pytest.param(
-            "notifications",
-            marks=_not_yet(
-                "notifications: main.py binds its queues itself; no consumers.py with "
-                "start_consumers"
-            ),
-        ),
+        "notifications",
     ],
 )
 def test_consumers_are_started_from_main(service: str) -> None:
@@ -353,14 +337,8 @@ SOURCE_TREES = {
     "notifications": ROOT / "services/notifications/herald_notifications",
     "gateway": ROOT / "gateway/herald_gateway",
 }
-NOT_YET_SHARED = {
-    "notifications": "notifications: service.py declares its own Clock, delivery.py and "
-    "digest_store.py their own DUPLICATE_KEY, delivery.py its own utc_day",
-}
-NOT_YET_LITERALS = {
-    "notifications": "notifications: main.py (bindings), delivery.py, inbox_store.py and "
-    "email/channel.py (make_event types) name event types as string literals",
-}
+NOT_YET_SHARED: dict[str, str] = {}
+NOT_YET_LITERALS: dict[str, str] = {}
 
 
 def _trees(exceptions: dict[str, str]) -> list[Any]:
@@ -402,15 +380,7 @@ def test_event_types_are_named_only_in_the_contracts(tree: str) -> None:
     )
 
 
-@pytest.mark.parametrize(
-    "tree",
-    _trees(
-        {
-            "notifications": "notifications: cli.py, main.py and service.py call the outbox "
-            "wake-up on_written"
-        }
-    ),
-)
+@pytest.mark.parametrize("tree", _trees({}))
 def test_the_outbox_wake_up_has_one_name(tree: str) -> None:
     root = SOURCE_TREES[tree]
     other_names = re.compile(r"\b(on_staged|on_written|outbox_changed|wake_outbox)\b")
@@ -418,9 +388,7 @@ def test_the_outbox_wake_up_has_one_name(tree: str) -> None:
     assert not found, f"call it outbox_written: {found}"
 
 
-LONG_NOT_YET = {
-    "notifications": "notifications: delivery.py is over 400 lines without a reason",
-}
+LONG_NOT_YET: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("tree", _trees(LONG_NOT_YET))

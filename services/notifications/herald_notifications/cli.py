@@ -37,7 +37,7 @@ async def _sweep(settings: NotificationsSettings) -> dict[str, object]:
     await runtime.start()
     try:
         service = NotificationService(
-            settings, redis=runtime.redis, on_written=runtime.outbox_written
+            settings, redis=runtime.redis, outbox_written=runtime.outbox_written
         )
         released = await service.release_due()
         purged = await service.purge()
@@ -59,7 +59,10 @@ async def _digest(settings: NotificationsSettings, limit: int) -> dict[str, int]
 
         await run_db(ensure_indexes)
         service = NotificationService(
-            settings, broker=runtime.broker, redis=runtime.redis, on_written=runtime.outbox_written
+            settings,
+            broker=runtime.broker,
+            redis=runtime.redis,
+            outbox_written=runtime.outbox_written,
         )
         run = await service.send_digests(limit=limit)
     finally:

@@ -2,55 +2,34 @@
 later released, each with a sentence in the user's time zone
 (:func:`herald_notifications.reasons.log_sentence`), newest first.
 
-Keyset pagination on ``(at, _id)`` over the index ``(user_id, at, _id)``; the cursor is
-an opaque URL-safe base64 of that pair.
+Keyset pagination on ``(at, _id)`` over the index ``(user_id, at, _id)``
+(:func:`herald_notifications.delivery_store.log_records`); the cursor is an opaque
+URL-safe base64 of that pair (:mod:`herald_notifications.views`).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
-from bson.errors import InvalidId
 from herald_common import replica
-from herald_common.errors import BadUserInput
 from herald_common.preferences import Preferences
-from pymongo import DESCENDING
 
-from herald_notifications.models import DeliveryRecord
+from herald_notifications import delivery_store
+from herald_notifications.delivery import user_state
 from herald_notifications.reasons import log_sentence
+from herald_notifications.views import decode_pair, encode_pair, iso, page_info
 
 DECISIONS = {"suppressed": "SUPPRESSED", "deferred": "DEFERRED", "released": "RELEASED"}
 
 
-def _iso(value: datetime | None) -> str | None:
-    from herald_notifications.inbox import iso
-
-    return iso(value)
-
-
 def encode_cursor(doc: dict[str, Any]) -> str:
-    from herald_notifications.delivery import ms
-
-    raw = json.dumps([ms(doc["at"]).isoformat(), str(doc["_id"])], separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return encode_pair(doc["at"], str(doc["_id"]))
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, Any]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        at, doc_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        when = datetime.fromisoformat(at)
-        if when.tzinfo is None or not isinstance(doc_id, str):
-            raise ValueError("bad cursor")
-        key: Any = ObjectId(doc_id) if ObjectId.is_valid(doc_id) else doc_id
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, InvalidId) as exc:
-        raise BadUserInput("not a cursor returned by this API", field="after") from exc
-    return when, key
+def decode_cursor(cursor: str) -> tuple[Any, Any]:
+    at, doc_id = decode_pair(cursor)
+    return at, ObjectId(doc_id) if ObjectId.is_valid(doc_id) else doc_id
 
 
 def entry(doc: dict[str, Any], preferences: Preferences | None) -> dict[str, Any]:
@@ -60,34 +39,19 @@ def entry(doc: dict[str, Any], preferences: Preferences | None) -> dict[str, Any
         "decision": DECISIONS.get(doc["outcome"], str(doc["outcome"]).upper()),
         "reason_code": str(doc["reason"]).upper(),
         "reason": log_sentence(doc, preferences),
-        "at": _iso(doc["at"]),
-        "until": _iso(doc.get("deliver_at")) if doc["outcome"] == "deferred" else None,
+        "at": iso(doc["at"]),
+        "until": iso(doc.get("deliver_at")) if doc["outcome"] == "deferred" else None,
     }
 
 
 def page(user_id: str, *, first: int = 20, after: str | None = None) -> dict[str, Any]:
     """One page of ``user_id``'s delivery log."""
-    query: dict[str, Any] = {"user_id": user_id}
-    if after:
-        at, doc_id = decode_cursor(after)
-        query["$or"] = [{"at": {"$lt": at}}, {"at": at, "_id": {"$lt": doc_id}}]
-    docs = list(
-        DeliveryRecord._get_collection()
-        .find(query, {"request": 0, "history": 0})
-        .sort([("at", DESCENDING), ("_id", DESCENDING)])
-        .limit(first + 1)
+    docs = delivery_store.log_records(
+        user_id, first=first, after=decode_cursor(after) if after else None
     )
-    user = replica.get_users([user_id]).get(user_id)
-    preferences = (
-        Preferences.model_validate(user.get("preferences") or {})
-        if user and not user.get("deleted")
-        else None
-    )
+    preferences, _ = user_state(replica.get_users([user_id]).get(user_id))
     edges = [{"cursor": encode_cursor(d), "node": entry(d, preferences)} for d in docs[:first]]
     return {
         "edges": edges,
-        "page_info": {
-            "has_next_page": len(docs) > first,
-            "end_cursor": edges[-1]["cursor"] if edges else None,
-        },
+        "page_info": page_info(edges, len(docs) > first),
     }

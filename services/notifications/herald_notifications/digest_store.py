@@ -12,26 +12,22 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from herald_common.db import insert_all_new
+from herald_common.db import conditional_upsert, insert_all_new, named
 from herald_common.events import NotificationRequested
-from pymongo.errors import DuplicateKeyError
+from pymongo import ASCENDING, ReturnDocument
 
-from herald_notifications.models import DIGEST_ITEMS, DIGEST_SLOTS, collection
+from herald_notifications.builders import ms
+from herald_notifications.models import DIGEST_ITEMS, DIGEST_SLOTS
 
 ITEMS, SLOTS = DIGEST_ITEMS, DIGEST_SLOTS
 
 
-def _ms(value: datetime) -> datetime:
-    value = value.astimezone(UTC)
-    return value.replace(microsecond=value.microsecond // 1000 * 1000)
-
-
 def slot_key(user_id: str, slot: datetime) -> str:
     """The ``(user, slot)`` key; length-prefixed so no user id can forge another's."""
-    stamp = _ms(slot).strftime("%Y-%m-%dT%H:%MZ")
+    stamp = ms(slot).strftime("%Y-%m-%dT%H:%MZ")
     return f"{len(user_id)}:{user_id}|{stamp}"
 
 
@@ -46,7 +42,7 @@ def hold(held: list[tuple[NotificationRequested, datetime]], now: datetime) -> i
     no-ops (the unique ``_id``)."""
     if not held:
         return 0
-    now = _ms(now)
+    now = ms(now)
     docs = []
     slots: dict[str, dict[str, Any]] = {}
     for request, slot in held:
@@ -63,25 +59,24 @@ def hold(held: list[tuple[NotificationRequested, datetime]], now: datetime) -> i
                 "data": data,
                 "content": request.content,
                 "source": request.source,
-                "requested_at": _ms(request.requested_at),
+                "requested_at": ms(request.requested_at),
                 "held_at": now,
                 "sent": False,
                 "day": now.date().isoformat(),
             }
         )
-        slots[key] = {"user_id": request.user_id, "slot": _ms(slot)}
-    inserted = insert_all_new(collection(ITEMS), docs)
-    coll = collection(SLOTS)
+        slots[key] = {"user_id": request.user_id, "slot": ms(slot)}
+    inserted = insert_all_new(named(ITEMS), docs)
     for key, opening in slots.items():
-        try:
-            _open_slot(coll, key, opening)
-        except DuplicateKeyError:
-            pass  # another consumer opened it at the same moment
+        _open_slot(key, opening)
     return inserted
 
 
-def _open_slot(coll: Any, key: str, slot: dict[str, Any]) -> None:
-    coll.update_one(
+def _open_slot(key: str, slot: dict[str, Any]) -> None:
+    """Open the slot unless it exists (a consumer opening it at the same moment wins
+    the same way)."""
+    conditional_upsert(
+        named(SLOTS),
         {"_id": key},
         {
             "$setOnInsert": {
@@ -93,10 +88,56 @@ def _open_slot(coll: Any, key: str, slot: dict[str, Any]) -> None:
                 "day": slot["slot"].date().isoformat(),
             }
         },
-        upsert=True,
     )
 
 
 def is_held(idempotency_key: str) -> bool:
     """Whether a request was held for a digest already (redelivery lookups)."""
-    return collection(ITEMS).find_one({"_id": idempotency_key}, {"_id": 1}) is not None
+    return named(ITEMS).find_one({"_id": idempotency_key}, {"_id": 1}) is not None
+
+
+# --- the digest sweep (herald_notifications.digest_sweep) --------------------------------
+
+
+def claim_due_slot(due_before: datetime, now: datetime, lease: timedelta) -> dict[str, Any] | None:
+    """Lease the open slot due first (``deliver_at <= due_before``, not leased by a
+    running sweep) with one atomic update; None when none is due."""
+    doc: dict[str, Any] | None = named(SLOTS).find_one_and_update(
+        {
+            "state": "open",
+            "deliver_at": {"$lte": due_before},
+            "$or": [{"lease_until": None}, {"lease_until": {"$lt": now}}],
+        },
+        {"$set": {"lease_until": now + lease}},
+        sort=[("deliver_at", ASCENDING)],
+        return_document=ReturnDocument.AFTER,
+    )
+    return doc
+
+
+def close_slot(slot_id: str, state: str, now: datetime, **extra: Any) -> None:
+    named(SLOTS).update_one(
+        {"_id": slot_id},
+        {"$set": {"state": state, "closed_at": ms(now), "lease_until": None, **extra}},
+    )
+
+
+def move_slot(slot_id: str, deliver_at: datetime) -> None:
+    """The whole digest waits until ``deliver_at`` (the end of quiet hours)."""
+    named(SLOTS).update_one(
+        {"_id": slot_id}, {"$set": {"deliver_at": ms(deliver_at), "lease_until": None}}
+    )
+
+
+def slot_items(slot_id: str) -> list[dict[str, Any]]:
+    """The items held for a slot, in request order."""
+    return list(
+        named(ITEMS)
+        .find({"slot_key": slot_id})
+        .sort([("requested_at", ASCENDING), ("_id", ASCENDING)])
+    )
+
+
+def mark_sent(item_ids: list[str]) -> None:
+    for item_id in item_ids:
+        named(ITEMS).update_one({"_id": item_id}, {"$set": {"sent": True}})

@@ -1,6 +1,6 @@
 """Digests: one ``digest`` notification per ``(user, slot)`` listing the held items
-(synchronous storage code; ``herald-notifications digest`` and the service call it
-through ``run_db``).
+(synchronous; ``herald-notifications digest`` and the service call it through
+``run_db``; slots and items are stored by :mod:`herald_notifications.digest_store`).
 
 A run claims due slots one at a time (``state: open``, ``deliver_at`` at least
 :data:`SETTLE` ago, with a lease, the same way the deferred-request sweep does), then:
@@ -31,18 +31,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from herald_common import replica
+from herald_common.clock import utc_day
 from herald_common.preferences import Preferences
-from pymongo import ASCENDING, ReturnDocument
 
-from herald_notifications.delivery import (
-    insert_notifications,
-    local_day,
-    ms,
-    reserve_promotion,
-    utc_day,
-)
-from herald_notifications.digest_store import ITEMS, SLOTS
-from herald_notifications.models import Notification, collection
+from herald_notifications import delivery_store, digest_store
+from herald_notifications.builders import ms
+from herald_notifications.delivery import local_day
+from herald_notifications.models import Notification
 
 log = logging.getLogger(__name__)
 
@@ -117,79 +112,48 @@ def build_digest(
     return raw
 
 
-def _close(slot_id: str, state: str, now: datetime, **extra: Any) -> None:
-    collection(SLOTS).update_one(
-        {"_id": slot_id},
-        {"$set": {"state": state, "closed_at": ms(now), "lease_until": None, **extra}},
-    )
-
-
 def _send_slot(slot: dict[str, Any], now: datetime, run: DigestRun, *, source: str) -> None:
     user = replica.get_users([slot["user_id"]], include_deleted=True).get(slot["user_id"])
     if user is None or user.get("deleted"):
-        _close(slot["_id"], "empty", now, reason="no_user")
+        digest_store.close_slot(slot["_id"], "empty", now, reason="no_user")
         run.empty += 1
         return
     preferences = Preferences.model_validate(user.get("preferences") or {})
     ends = preferences.quiet_hours_end(now)
     if ends is not None:
-        collection(SLOTS).update_one(
-            {"_id": slot["_id"]}, {"$set": {"deliver_at": ms(ends), "lease_until": None}}
-        )
+        digest_store.move_slot(slot["_id"], ends)
         run.moved += 1
         return
-    items = [
-        i
-        for i in collection(ITEMS)
-        .find({"slot_key": slot["_id"]})
-        .sort([("requested_at", ASCENDING), ("_id", ASCENDING)])
-        if preferences.wants(i["type"])
-    ]
+    items = [i for i in digest_store.slot_items(slot["_id"]) if preferences.wants(i["type"])]
     key = digest_key(slot["_id"])
     cap = preferences.max_promotions_per_day
     if cap is not None and any(i["type"] == "promotion" for i in items):
-        if not reserve_promotion(slot["user_id"], local_day(preferences, now), key, cap):
+        if not delivery_store.reserve_promotion(
+            slot["user_id"], local_day(preferences, now), key, cap
+        ):
             items = [i for i in items if i["type"] != "promotion"]
     if not items:
-        _close(slot["_id"], "empty", now)
+        digest_store.close_slot(slot["_id"], "empty", now)
         run.empty += 1
         return
     doc = build_digest(slot, items, now, source=source)
-    inserted = insert_notifications_raw(doc)
-    if inserted is not None:
-        run.created.append(inserted)
+    inserted = delivery_store.insert_notifications([doc])
+    if inserted:
+        run.created.append(inserted[0])
     else:
-        stored = Notification._get_collection().find_one({"idempotency_key": key}, {"outbox": 0})
+        stored = delivery_store.stored_for(key)
         if stored is not None:
             run.existing.append(stored)
-    for item in items:
-        collection(ITEMS).update_one({"_id": item["_id"]}, {"$set": {"sent": True}})
-    _close(slot["_id"], "sent", now, notification_id=doc["_id"])
-
-
-def insert_notifications_raw(doc: dict[str, Any]) -> dict[str, Any] | None:
-    """Insert one raw notification; None when it is stored already."""
-    inserted = insert_notifications([doc])
-    return inserted[0] if inserted else None
+    digest_store.mark_sent([item["_id"] for item in items])
+    digest_store.close_slot(slot["_id"], "sent", now, notification_id=doc["_id"])
 
 
 def send_due(now: datetime, *, source: str, limit: int = 500) -> DigestRun:
     """Send every digest whose slot has come (see the module docstring)."""
     now = ms(now)
     run = DigestRun()
-    slots = collection(SLOTS)
-    query: dict[str, Any] = {
-        "state": "open",
-        "deliver_at": {"$lte": now - SETTLE},
-        "$or": [{"lease_until": None}, {"lease_until": {"$lt": now}}],
-    }
     while run.slots < limit:
-        slot = slots.find_one_and_update(
-            query,
-            {"$set": {"lease_until": now + LEASE}},
-            sort=[("deliver_at", ASCENDING)],
-            return_document=ReturnDocument.AFTER,
-        )
+        slot = digest_store.claim_due_slot(now - SETTLE, now, LEASE)
         if slot is None:
             break
         run.slots += 1

@@ -1,8 +1,10 @@
-"""The inbox use cases, independent of HTTP: what the routes in ``api/`` call.
+"""The use cases the routes in ``api/`` call, independent of HTTP.
 
 :class:`InboxDomain` validates input, runs the reads (:mod:`herald_notifications.inbox`)
 and changes (:mod:`herald_notifications.inbox_store`) in a worker thread, wakes the
 outbox relay for the events a change staged, and tells the user's other devices.
+:class:`DeliveriesDomain` answers what happened to requests: delivery records, the
+delivery log, email states (who may read which).
 
 Cross-device sync: after a change, the new counts are read and one message
 ``{"event": "inbox_changed", "user_id", "kind", "ids", "unread_count", "unseen_count"}``
@@ -20,12 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 from herald_common.auth import Principal
 from herald_common.db import run_db
-from herald_common.errors import BadUserInput
+from herald_common.errors import BadUserInput, Forbidden, NotFound
 from herald_common.redis_client import user_channel
 
-from herald_notifications import inbox, inbox_store
+from herald_notifications import delivery_log, delivery_store, inbox, inbox_store
+from herald_notifications.email import state as email_state
 from herald_notifications.inbox_store import Change
 from herald_notifications.metrics import REALTIME_FAILED
+from herald_notifications.views import Page, record_to_api
 
 if TYPE_CHECKING:
     from herald_notifications.service import NotificationService
@@ -90,7 +94,7 @@ class InboxDomain:
         unread_only: bool,
         type_: str | None,
         archived: bool,
-    ) -> inbox.Page:
+    ) -> Page:
         return await run_db(
             inbox.list_notifications,
             caller.user_id,
@@ -215,3 +219,45 @@ class InboxDomain:
         except Exception:
             REALTIME_FAILED.inc()
             log.warning("inbox change push failed; the inbox has it", exc_info=True)
+
+
+class DeliveriesDomain:
+    """What became of requests: delivery records, the delivery log, email states."""
+
+    async def log(self, caller: Principal, *, first: int, after: str | None) -> dict[str, Any]:
+        """The caller's own delivery log page (each record with a sentence)."""
+        return await run_db(delivery_log.page, caller.user_id, first=first, after=after or None)
+
+    async def records(
+        self,
+        caller: Principal,
+        *,
+        outcome: str | None,
+        type_: str | None,
+        first: int,
+        user_id: str | None,
+    ) -> list[dict[str, Any]]:
+        """Suppression / deferral records, newest first: the caller's own; an admin's
+        choice of everyone's (no ``user_id``) or one user's."""
+        if caller.is_admin:
+            owner = user_id  # None: every user's records
+        elif user_id is not None and user_id != caller.user_id:
+            raise Forbidden(
+                "only an admin may read another user's delivery records", field="user_id"
+            )
+        else:
+            owner = caller.user_id
+        docs = await run_db(
+            delivery_store.list_records, owner, outcome=outcome, type_=type_, first=first
+        )
+        return [record_to_api(d) for d in docs]
+
+    async def email(self, caller: Principal, notification_id: str) -> dict[str, Any]:
+        """The email state of a notification (owner or admin); NOT_FOUND when no email
+        was sent for it or it is another user's."""
+        doc = await run_db(email_state.get, notification_id)
+        if doc is None or (doc["user_id"] != caller.user_id and not caller.is_admin):
+            raise NotFound(
+                f"no email for notification {notification_id!r}", field="notification_id"
+            )
+        return email_state.to_api(doc)

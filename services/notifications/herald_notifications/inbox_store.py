@@ -22,7 +22,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from herald_common.auth import Principal
-from herald_common.db import lookup_each
+from herald_common.clock import utc_day
+from herald_common.db import collection, lookup_each, named
 from herald_common.events import (
     InboxChangeKind,
     NotificationInboxChanged,
@@ -32,9 +33,9 @@ from herald_common.events import (
 from herald_common.outbox import outbox_entry
 from pymongo import ReturnDocument
 
-from herald_notifications.delivery import ms, utc_day
+from herald_notifications.builders import ms
 from herald_notifications.inbox import inbox_filter, owned
-from herald_notifications.models import RETENTION, Notification, collection
+from herald_notifications.models import RETENTION, Notification
 
 CHUNK = 500
 SNOOZE_STATE = "snooze"
@@ -84,7 +85,7 @@ def _update_one(
                 source=source,
             )
         )
-    result = Notification._get_collection().update_one(
+    result = collection(Notification).update_one(
         {"_id": doc_id, **condition},
         {
             "$set": {**changes, "outbox_pending": True},
@@ -157,7 +158,7 @@ def snooze(
     doc = owned(notification_id, principal)
     now, until = ms(now), ms(until)
     # Open the sweep's window before the first snooze lands in it (see module doc).
-    collection(RETENTION).update_one(
+    named(RETENTION).update_one(
         {"_id": SNOOZE_STATE},
         {"$setOnInsert": {"through": hour_bucket(now - SNOOZE_CLOSE_LAG)}},
         upsert=True,
@@ -225,7 +226,7 @@ def _all(
     read: bool = False,
 ) -> list[str]:
     """Apply one change to every notification matching ``query``, in chunks by id."""
-    coll = Notification._get_collection()
+    coll = collection(Notification)
     changed: list[str] = []
     last_id: str | None = None
     while True:
@@ -287,7 +288,7 @@ def wake_snoozed(now: datetime, *, source: str, limit: int = 500) -> list[dict[s
     the woken documents (for the real-time push). Safe with several sweeps at once: each
     document is claimed with one conditional update."""
     now = ms(now)
-    state = collection(RETENTION)
+    state = named(RETENTION)
     doc = state.find_one({"_id": SNOOZE_STATE})
     if doc is None:
         return []  # nothing was ever snoozed
@@ -295,7 +296,7 @@ def wake_snoozed(now: datetime, *, source: str, limit: int = 500) -> list[dict[s
     close_before = hour_bucket(now - SNOOZE_CLOSE_LAG)
     hour = datetime.strptime(doc["through"], "%Y-%m-%dT%H").replace(tzinfo=UTC)
     hour += timedelta(hours=1)
-    notes = Notification._get_collection()
+    notes = collection(Notification)
     woken: list[dict[str, Any]] = []
     while hour <= current and len(woken) < limit:
         bucket = hour_bucket(hour)

@@ -8,16 +8,17 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from herald_common.admin import dead_letter_router
 from herald_common.app import create_app as create_base_app
+from herald_common.clock import Clock
 from herald_common.db import run_db
 from herald_common.runtime import ServiceRuntime
 
 from herald_notifications import __version__
-from herald_notifications.api import deliveries_router, notifications_router
+from herald_notifications.api import deliveries_router, emails_router, notifications_router
 from herald_notifications.config import NotificationsSettings
-from herald_notifications.email.api import router as email_router
+from herald_notifications.consumers import queue_names, start_consumers
 from herald_notifications.email.channel import EmailChannel
 from herald_notifications.models import Notification, ensure_indexes
-from herald_notifications.service import Clock, NotificationService
+from herald_notifications.service import NotificationService
 
 
 def create_app(
@@ -43,25 +44,17 @@ def create_app(
                 broker=runtime.broker,
                 redis=runtime.redis,
                 clock=clock,
-                on_written=runtime.outbox_written,
+                outbox_written=runtime.outbox_written,
             )
             app.state.notifications = service
             assert runtime.broker is not None
             service.start_user_cache()
-            await runtime.broker.consume(settings.users_queue, ["user.*"], service.on_user_event)
-            await runtime.broker.consume_batch(
-                settings.requests_queue,
-                ["notification.requested"],
-                service.on_requests,
-                max_batch=settings.batch_max,
-                max_wait_ms=settings.batch_wait_ms,
-                concurrency=settings.batch_concurrency,
-            )
             if settings.email_enabled:
                 email = EmailChannel(settings, clock=clock)
-                await email.start(runtime.broker)
-                if settings.run_sweeps:
-                    email.start_sweeps()
+                await email.prepare()
+            await start_consumers(settings, runtime.broker, service, email)
+            if email is not None and settings.run_sweeps:
+                email.start_sweeps()
             if settings.run_sweeps:
                 service.start_sweeps()
             yield
@@ -82,7 +75,6 @@ def create_app(
     )
     app.include_router(notifications_router)
     app.include_router(deliveries_router)
-    app.include_router(email_router)
-    queues = [settings.users_queue, settings.requests_queue, settings.email_queue]
-    app.include_router(dead_letter_router(queues))
+    app.include_router(emails_router)
+    app.include_router(dead_letter_router(queue_names(settings)))
     return app

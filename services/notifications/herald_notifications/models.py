@@ -25,9 +25,7 @@ written or last decided): the sweep deletes whole days, each one an indexed equa
 
 from __future__ import annotations
 
-from typing import Any
-
-import mongoengine
+from herald_common.db import collection, named
 from herald_common.outbox import OutboxDocument
 from herald_common.preferences import NOTIFICATION_TYPES
 from mongoengine import (
@@ -114,14 +112,9 @@ DIGEST_ITEMS = "digest_items"
 DIGEST_SLOTS = "digest_slots"
 
 
-def collection(name: str) -> Any:
-    """A raw collection of the service's database (atomic single-document operations)."""
-    return mongoengine.get_db()[name]
-
-
 def ensure_indexes(*, use_ttl_index: bool = False, retention_days: int = 90) -> None:
     """Create every index the query paths need (idempotent)."""
-    notes = Notification._get_collection()
+    notes = collection(Notification)
     notes.create_index([("idempotency_key", ASCENDING)], unique=True)
     # Inbox pages (all / unread only), newest first, keyset on (sent_at, _id).
     notes.create_index(
@@ -154,23 +147,23 @@ def ensure_indexes(*, use_ttl_index: bool = False, retention_days: int = 90) -> 
             name="sent_at_ttl",
         )
 
-    records = DeliveryRecord._get_collection()
+    records = collection(DeliveryRecord)
     records.create_index([("idempotency_key", ASCENDING)], unique=True)
     records.create_index([("outcome", ASCENDING), ("deliver_at", ASCENDING)])
     records.create_index([("user_id", ASCENDING), ("at", DESCENDING), ("_id", DESCENDING)])
     records.create_index([("day", ASCENDING)])
 
-    versions = collection(VERSIONS)
+    versions = named(VERSIONS)
     versions.create_index(
         [("group", ASCENDING), ("requested_at", DESCENDING), ("idempotency_key", DESCENDING)]
     )
     versions.create_index([("user_id", ASCENDING)])
     versions.create_index([("day", ASCENDING)])
-    collection(PROMOTION_DAYS).create_index([("day", ASCENDING)])
+    named(PROMOTION_DAYS).create_index([("day", ASCENDING)])
     # Digests (herald_notifications.digest_store): a slot's items; due slots; retention.
-    items = collection(DIGEST_ITEMS)
+    items = named(DIGEST_ITEMS)
     items.create_index([("slot_key", ASCENDING), ("requested_at", ASCENDING)])
     items.create_index([("day", ASCENDING)])
-    slots = collection(DIGEST_SLOTS)
+    slots = named(DIGEST_SLOTS)
     slots.create_index([("state", ASCENDING), ("deliver_at", ASCENDING)])
     slots.create_index([("day", ASCENDING)])

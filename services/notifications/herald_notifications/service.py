@@ -1,5 +1,7 @@
-"""The notifications service's behaviour, independent of HTTP: event handlers, the
-deferred-request sweep and the retention sweep.
+"""The notifications service's delivery use cases, independent of HTTP and of the
+broker: delivering requests, following user changes, the deferred-request, retention
+and snooze sweeps, digests, and the real-time push (:mod:`herald_notifications.consumers`
+translates events into these calls).
 
 Time comes from an injectable ``clock`` (and the sweeps take ``now``), so tests move
 through quiet hours and days without sleeping.
@@ -20,13 +22,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from herald_common.clock import Clock, utcnow
 from herald_common.db import run_db
-from herald_common.events import Envelope, NotificationRequested, UserDeleted, utcnow
-from herald_common.messaging import Broker, PermanentError
+from herald_common.events import Envelope, NotificationRequested, UserDeleted
+from herald_common.messaging import Broker
 from herald_common.redis_client import user_channel
 from herald_common.replica import handle_user_event
 from herald_common.replica_cache import CacheListener, UserCache
@@ -34,22 +37,16 @@ from herald_common.tasks import cancel_and_wait, start_periodic
 
 from herald_notifications.config import NotificationsSettings
 from herald_notifications.decisions import DeliveryPolicy
-from herald_notifications.delivery import (
-    Outcome,
-    forget_user,
-    process_requests,
-    purge,
-    release_due,
-    release_user,
-)
+from herald_notifications.deferred import release_due, release_user
+from herald_notifications.delivery import Outcome, process_requests
+from herald_notifications.delivery_store import forget_user
 from herald_notifications.digest_sweep import DigestRun, send_due
-from herald_notifications.domain import InboxDomain
-from herald_notifications.inbox import to_api
-from herald_notifications.metrics import REALTIME_FAILED
+from herald_notifications.domain import DeliveriesDomain, InboxDomain
+from herald_notifications.metrics import REALTIME_FAILED, observe_end_to_end
+from herald_notifications.retention import purge
+from herald_notifications.views import to_api
 
 log = logging.getLogger(__name__)
-
-Clock = Callable[[], datetime]
 
 
 def policy_from(settings: NotificationsSettings) -> DeliveryPolicy:
@@ -70,7 +67,7 @@ class NotificationService:
         broker: Broker | None = None,
         redis: Any = None,
         clock: Clock | None = None,
-        on_written: Callable[[], None] | None = None,
+        outbox_written: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self.broker = broker
@@ -78,7 +75,7 @@ class NotificationService:
         self.clock: Clock = clock or utcnow
         self.policy = policy_from(settings)
         self.source = settings.service_name
-        self._on_written = on_written or (lambda: None)
+        self._outbox_written = outbox_written or (lambda: None)
         self._tasks: list[asyncio.Task[None]] = []
         # Users of a batch come from a process-local cache kept coherent over Redis.
         self.users: UserCache | None = None
@@ -88,25 +85,28 @@ class NotificationService:
             )
         self._listener: CacheListener | None = None
         self.inbox = InboxDomain(self)
+        self.deliveries = DeliveriesDomain()
 
     def outbox_written(self) -> None:
         """Events were staged: let the outbox relay publish them now."""
-        self._on_written()
+        self._outbox_written()
 
     def now(self) -> datetime:
         value = self.clock()
         return value if value.tzinfo else value.replace(tzinfo=UTC)
 
-    # --- event handlers ------------------------------------------------------------------
+    # --- requests and user changes (the consumers' use cases) -----------------------------
 
-    async def on_requests(self, events: list[Envelope[Any]]) -> None:
-        """``notification.requested`` (batched): decide, store, push."""
-        requests = []
-        for event in events:
-            if not isinstance(event.payload, NotificationRequested):
-                raise PermanentError(f"unexpected event type {event.type!r} on the requests queue")
-            requests.append(event.payload)
-        maybe_seen = {e.payload.idempotency_key for e in events if e.maybe_seen}
+    async def deliver(
+        self,
+        requests: list[NotificationRequested],
+        *,
+        maybe_seen: Collection[str] = (),
+        occurred_at: Mapping[str, datetime] | None = None,
+    ) -> Outcome:
+        """Decide, store and push a batch of requests. ``maybe_seen``: keys of requests
+        the broker may have delivered before; ``occurred_at``: when each request (by
+        idempotency key) was raised, for the end-to-end latency metric."""
         outcome = await run_db(
             process_requests,
             requests,
@@ -117,8 +117,11 @@ class NotificationService:
             get_users=self.users.get_many if self.users is not None else None,
         )
         await self._after_write(outcome)
+        if occurred_at:
+            observe_end_to_end(outcome.created, occurred_at)
+        return outcome
 
-    async def on_user_event(self, event: Envelope[Any]) -> None:
+    async def user_changed(self, event: Envelope[Any]) -> None:
         """``user.*``: update the preference replica, then re-evaluate the user's
         deferred requests (an unknown user arrived, quiet hours changed, or the user
         is gone)."""

@@ -8,8 +8,8 @@ import json
 from datetime import UTC, datetime
 
 from herald_common.errors import BadUserInput
-from herald_notifications.delivery import ms
-from herald_notifications.inbox import decode_cursor, encode_cursor
+from herald_notifications.builders import ms
+from herald_notifications.views import decode_cursor, encode_cursor
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

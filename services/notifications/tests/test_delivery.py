@@ -107,8 +107,14 @@ async def test_preference_change_re_evaluates_deferred_requests(harness) -> None
     # Quinn drops quiet hours: the held recommendation goes out without waiting.
     await h.update_preferences("quinn", quiet_hours=None)
     await eventually(lambda: _total(h, "quinn"))
+    # The record is decided again right after the notification is stored: wait for it.
+    await eventually(lambda: _outcomes(h, "quinn"))
     [record] = await h.deliveries("quinn")
     assert record["outcome"] == "released"
+
+
+async def _outcomes(h, user_id: str) -> bool:
+    return [r["outcome"] for r in await h.deliveries(user_id)] == ["released"]
 
 
 async def _total(h, user_id: str) -> int:

@@ -16,12 +16,22 @@ from typing import Any
 import pytest
 from herald_common import replica
 from herald_common.auth import Principal
-from herald_common.db import connect_db, disconnect_db
+from herald_common.db import connect_db, disconnect_db, named
 from herald_common.events import NotificationRequested
 from herald_common.outbox import OutboxRelay
 from herald_common.preferences import Preferences
 from herald_common.replica_cache import UserCache
-from herald_notifications import delivery, delivery_log, digest_sweep, inbox, inbox_store
+from herald_notifications import (
+    builders,
+    deferred,
+    delivery,
+    delivery_log,
+    delivery_store,
+    digest_sweep,
+    inbox,
+    inbox_store,
+    retention,
+)
 from herald_notifications.decisions import Decision, DeliveryPolicy
 from herald_notifications.email import state as email_state
 from herald_notifications.models import (
@@ -29,7 +39,6 @@ from herald_notifications.models import (
     VERSIONS,
     DeliveryRecord,
     Notification,
-    collection,
     ensure_indexes,
 )
 from herald_testing.plans import recorder_for, refresh_statistics, unindexed
@@ -73,12 +82,12 @@ def _seed(now: datetime) -> None:
             req = _request(
                 f"seed-{i}-{j}", f"u{i:04d}", "order_update", collapse_key=f"o{i}-{j % 3}"
             )
-            doc = delivery.build_notification(req, now - timedelta(hours=j), source="test")
+            doc = builders.build_notification(req, now - timedelta(hours=j), source="test")
             raw = doc.to_mongo().to_dict()
             raw["read"] = j % 2 == 0
             docs.append(raw)
     Notification._get_collection().insert_many(docs)
-    collection(VERSIONS).insert_many(
+    named(VERSIONS).insert_many(
         [
             {
                 "_id": f"{d['user_id']}|{d['collapse_key']}|{d['idempotency_key']}",
@@ -93,7 +102,7 @@ def _seed(now: datetime) -> None:
             for d in docs
         ]
     )
-    collection(PROMOTION_DAYS).insert_many(
+    named(PROMOTION_DAYS).insert_many(
         [
             {"_id": f"u{i:04d}|{day}", "user_id": f"u{i:04d}", "day": f"2026-02-{day:02d}", "n": 1}
             for i in range(USERS)
@@ -101,7 +110,7 @@ def _seed(now: datetime) -> None:
         ]
     )
     records = [
-        delivery.new_record(
+        builders.new_record(
             _request(f"rec-{i}", f"u{i % USERS:04d}", "promotion"),
             Decision.suppress("opted_out")
             if i % 4
@@ -185,7 +194,7 @@ def test_every_query_of_the_notifications_service_is_index_served(make_settings)
             inbox_store.delete(ids[0], user, NOW, source="test")
             inbox_store.wake_snoozed(NOW + timedelta(minutes=5), source="test")
             inbox_store.wake_snoozed(until + timedelta(hours=2), source="test")
-            inbox.list_deliveries("u0009")
+            delivery_store.list_records("u0009")
             # The delivery log (keyset pages) and the email channel's state.
             log = delivery_log.page("u0009", first=2)
             delivery_log.page("u0009", first=2, after=log["page_info"]["end_cursor"])
@@ -194,7 +203,7 @@ def test_every_query_of_the_notifications_service_is_index_served(make_settings)
             )
             email_state.attempted("n-new", "sent", NOW)
             email_state.get("n-3")
-            delivery._purge_days("emails", email_state.emails(), {}, NOW.date())
+            email_state.purge(NOW.date())
             requests = [
                 _request("new-promo", "u0010", "promotion"),
                 _request("new-order", "u0011", "order_update", collapse_key="o11-1"),
@@ -230,13 +239,13 @@ def test_every_query_of_the_notifications_service_is_index_served(make_settings)
                 get_users=cache.get_many,
             )
             assert cache.bucket_reads == 1
-            delivery.release_due(NOW + timedelta(hours=2), policy, source="test", limit=5)
-            delivery.release_user("u0013", NOW, policy, source="test")
+            deferred.release_due(NOW + timedelta(hours=2), policy, source="test", limit=5)
+            deferred.release_user("u0013", NOW, policy, source="test")
             OutboxRelay(broker=None, documents=[Notification])._pending(  # type: ignore[arg-type]
                 Notification._get_collection()
             )
-            delivery.forget_user("u0014")
-            delivery.purge(NOW + timedelta(days=95), 90)
+            delivery_store.forget_user("u0014")
+            retention.purge(NOW + timedelta(days=95), 90)
 
         queries = recorder.distinct_queries()
         assert len(queries) >= 15, [q.describe() for q in queries]

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from herald_common.events import NotificationRequested
-from herald_notifications.delivery import build_notification, new_notification_doc
+from herald_notifications.builders import build_notification, new_notification_doc
 
 
 @pytest.mark.parametrize(

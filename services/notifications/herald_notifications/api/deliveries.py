@@ -1,47 +1,45 @@
-"""Delivery records: why a requested notification was suppressed or deferred."""
+"""Delivery records: why a requested notification was suppressed or deferred.
+
+Routes only translate HTTP; :class:`herald_notifications.domain.DeliveriesDomain` owns
+the use cases (who may read which records).
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
-from herald_common.app import current_principal
-from herald_common.auth import Principal
-from herald_common.db import run_db
-from herald_common.errors import Forbidden
+from fastapi import APIRouter, Query
 from herald_common.events import NotificationType
 
-from herald_notifications import delivery_log, inbox
+from herald_notifications.api.schemas import Caller, Deliveries
 
 router = APIRouter(prefix="/v1/deliveries", tags=["deliveries"])
 
 
 @router.get("/log")
 async def delivery_log_page(
-    first: int = Query(default=20, ge=1, le=100),
-    after: str | None = Query(default=None, max_length=500),
-    principal: Principal = Depends(current_principal),
+    caller: Caller,
+    deliveries: Deliveries,
+    first: Annotated[int, Query(ge=1, le=100)] = 20,
+    after: Annotated[str | None, Query(max_length=500)] = None,
 ) -> dict[str, Any]:
     """The caller's own suppressed, deferred and released requests, newest first, each
     with a sentence saying why ("Held during your quiet hours until 07:30."); cursor
     pagination (``after`` = a previous page's ``end_cursor``)."""
-    return await run_db(delivery_log.page, principal.user_id, first=first, after=after or None)
+    return await deliveries.log(caller, first=first, after=after)
 
 
 @router.get("")
 async def list_deliveries(
+    caller: Caller,
+    deliveries: Deliveries,
     outcome: Literal["suppressed", "deferred", "released"] | None = None,
     type: NotificationType | None = None,
-    first: int = Query(default=50, ge=1, le=500),
-    user_id: str | None = Query(default=None, max_length=200),
-    principal: Principal = Depends(current_principal),
+    first: Annotated[int, Query(ge=1, le=500)] = 50,
+    user_id: Annotated[str | None, Query(max_length=200)] = None,
 ) -> list[dict[str, Any]]:
     """Suppression / deferral records, newest first. Users see their own; an admin
     sees everyone's or one user's with ``user_id``."""
-    if principal.is_admin:
-        owner = user_id  # None: every user's records
-    elif user_id is not None and user_id != principal.user_id:
-        raise Forbidden("only an admin may read another user's delivery records", field="user_id")
-    else:
-        owner = principal.user_id
-    return await run_db(inbox.list_deliveries, owner, outcome=outcome, type_=type, first=first)
+    return await deliveries.records(
+        caller, outcome=outcome, type_=type, first=first, user_id=user_id
+    )

@@ -25,7 +25,7 @@ from herald_notifications.api.schemas import (
     PageOut,
     SnoozeIn,
 )
-from herald_notifications.inbox import to_api
+from herald_notifications.views import to_api
 
 router = APIRouter(prefix="/v1/notifications", tags=["notifications"])
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from herald_common.app import current_principal
-from herald_common.auth import Principal
+from herald_common.app import Caller
 from herald_common.errors import Unavailable
 from pydantic import BaseModel, ConfigDict, Field
 
-from herald_notifications.domain import MAX_IDS, InboxDomain
+from herald_notifications.domain import MAX_IDS, DeliveriesDomain, InboxDomain
+from herald_notifications.service import NotificationService
+
+__all__ = ["Caller", "Deliveries", "Inbox"]
 
 
 class Body(BaseModel):
@@ -81,14 +83,22 @@ class ChangedOut(BaseModel):
     changed: int = Field(description="how many notifications changed")
 
 
-def inbox_domain(request: Request) -> InboxDomain:
-    """FastAPI dependency: the process's inbox use cases (set up in the lifespan)."""
-    svc = getattr(request.app.state, "notifications", None)
+def _service(request: Request) -> NotificationService:
+    svc: NotificationService | None = getattr(request.app.state, "notifications", None)
     if svc is None:
         raise Unavailable("notifications service is starting")
-    domain: InboxDomain = svc.inbox
-    return domain
+    return svc
 
 
-Caller = Annotated[Principal, Depends(current_principal)]
+def inbox_domain(request: Request) -> InboxDomain:
+    """FastAPI dependency: the process's inbox use cases (set up in the lifespan)."""
+    return _service(request).inbox
+
+
+def deliveries_domain(request: Request) -> DeliveriesDomain:
+    """FastAPI dependency: delivery records, the delivery log and email states."""
+    return _service(request).deliveries
+
+
 Inbox = Annotated[InboxDomain, Depends(inbox_domain)]
+Deliveries = Annotated[DeliveriesDomain, Depends(deliveries_domain)]

@@ -23,14 +23,14 @@ another SMTP attempt, so every attempt counts once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from herald_common import replica
+from herald_common.clock import Clock, utc_day, utcnow
 from herald_common.db import run_db
 from herald_common.events import Envelope, NotificationCreated
-from herald_common.messaging import Broker, PermanentError
+from herald_common.messaging import PermanentError
 from herald_common.tasks import cancel_and_wait, start_periodic
 from herald_common.unsubscribe import secret_for
 from prometheus_client import Counter
@@ -70,33 +70,28 @@ def relay_from(settings: NotificationsSettings) -> Relay:
 
 
 class EmailChannel:
-    """Consumes ``notification.created`` and sends emails."""
+    """Sends the emails of ``notification.created`` events (:meth:`on_created`, the
+    ``notifications.email`` handler bound in :mod:`herald_notifications.consumers`)."""
 
     def __init__(
         self,
         settings: NotificationsSettings,
         *,
         sender: Sender | None = None,
-        clock: Callable[[], datetime] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.settings = settings
         self.sender = sender or Sender(relay_from(settings))
         self.secret = secret_for(settings.unsubscribe_secret, settings.environment)
-        self.clock = clock or (lambda: datetime.now(UTC))
+        self.clock: Clock = clock or utcnow
         # Attempts beyond the back-off steps: the last one marks the email failed.
         self.max_attempts = len(settings.retry_delays_ms) + 1
         self._failed_in_batch: dict[str, SendError] = {}
         self._tasks: list[Any] = []
 
-    async def start(self, broker: Broker) -> None:
+    async def prepare(self) -> None:
+        """Create the email state's indexes (before its consumer starts)."""
         await run_db(state.ensure_indexes)
-        await broker.consume_batch(
-            self.settings.email_queue,
-            ["notification.created"],
-            self.on_created,
-            max_batch=self.settings.email_batch_max,
-            max_wait_ms=self.settings.email_batch_wait_ms,
-        )
 
     def start_sweeps(self) -> None:
         self._tasks.append(
@@ -115,11 +110,9 @@ class EmailChannel:
 
     async def purge(self, now: datetime | None = None) -> int:
         """Email states older than the retention period, whole days at a time."""
-        from herald_notifications.delivery import _purge_days
-
         now = now or self.now()
         cutoff = now.astimezone(UTC).date() - timedelta(days=self.settings.retention_days)
-        return int(await run_db(_purge_days, "emails", state.emails(), {}, cutoff))
+        return await run_db(state.purge, cutoff)
 
     # --- the handler ---------------------------------------------------------------------
 
@@ -178,7 +171,7 @@ class EmailChannel:
                 type_=payload.type,
                 to=user["email"],
                 now=now,
-                day=now.astimezone(UTC).date().isoformat(),
+                day=utc_day(now),
             )
             if record["state"] in state.FINAL:
                 continue  # a redelivery of one already settled

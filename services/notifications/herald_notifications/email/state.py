@@ -8,20 +8,23 @@ the email was queued), like the rest of the service.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
+from herald_common.db import named
 from pymongo import ASCENDING, ReturnDocument
+from pymongo.collection import Collection
 
-from herald_notifications.models import collection
+from herald_notifications.retention import purge_days
+from herald_notifications.views import iso
 
 EMAILS = "emails"
 STATES = ("queued", "retrying", "sent", "failed")
 FINAL = ("sent", "failed")
 
 
-def emails() -> Any:
-    return collection(EMAILS)
+def emails() -> Collection[Any]:
+    return named(EMAILS)
 
 
 def ensure_indexes() -> None:
@@ -67,9 +70,12 @@ def get(notification_id: str) -> dict[str, Any] | None:
     return dict(doc) if doc else None
 
 
-def to_api(doc: dict[str, Any]) -> dict[str, Any]:
-    from herald_notifications.inbox import iso
+def purge(cutoff: date) -> int:
+    """Email states of the days before ``cutoff`` (retention, whole days)."""
+    return purge_days(EMAILS, emails(), {}, cutoff)
 
+
+def to_api(doc: dict[str, Any]) -> dict[str, Any]:
     return {
         "notification_id": doc["_id"],
         "user_id": doc["user_id"],
