@@ -34,6 +34,30 @@ def key(*parts: str) -> str:
     return "|".join(f"{len(p)}:{p}" for p in parts)
 
 
+def _values(
+    request: NotificationRequested,
+    now: datetime,
+    notification_id: str | None,
+    replaced_id: str | None,
+) -> dict[str, Any]:
+    """A new notification's fields (by attribute name) taken from its request."""
+    sent_at = ms(now)
+    return {
+        "id": notification_id or str(uuid.uuid4()),
+        "user_id": request.user_id,
+        "type": request.type,
+        "content": request.content,
+        "sent_at": sent_at,
+        "requested_at": ms(request.requested_at),
+        "read": False,
+        "collapse_key": request.collapse_key,
+        "source": request.source,
+        "idempotency_key": request.idempotency_key,
+        "replaces": replaced_id,
+        "day": utc_day(sent_at),
+    }
+
+
 def build_notification(
     request: NotificationRequested,
     now: datetime,
@@ -43,21 +67,7 @@ def build_notification(
     replaced_id: str | None = None,
 ) -> Notification:
     """A new notification (its ``notification.created`` is derived by :func:`created_event`)."""
-    sent_at = ms(now)
-    doc = Notification(
-        id=notification_id or str(uuid.uuid4()),
-        user_id=request.user_id,
-        type=request.type,
-        content=request.content,
-        sent_at=sent_at,
-        requested_at=ms(request.requested_at),
-        read=False,
-        collapse_key=request.collapse_key,
-        source=request.source,
-        idempotency_key=request.idempotency_key,
-        replaces=replaced_id,
-        day=utc_day(sent_at),
-    )
+    doc = Notification(**_values(request, now, notification_id, replaced_id))
     doc.validate()
     return doc
 
@@ -85,21 +95,7 @@ def new_notification_doc(
     """The stored document :func:`build_notification` would give, built as a plain
     dict: the batch path's way (constructing and validating a mongoengine document per
     notification cost more than its insert). ``request`` is already validated."""
-    sent_at = ms(now)
-    values: dict[str, Any] = {
-        "id": notification_id or str(uuid.uuid4()),
-        "user_id": request.user_id,
-        "type": request.type,
-        "content": request.content,
-        "sent_at": sent_at,
-        "requested_at": ms(request.requested_at),
-        "read": False,
-        "collapse_key": request.collapse_key,
-        "source": request.source,
-        "idempotency_key": request.idempotency_key,
-        "replaces": replaced_id,
-        "day": utc_day(sent_at),
-    }
+    values = _values(request, now, notification_id, replaced_id)
     raw: dict[str, Any] = {}
     for name, stored, default, null in _stored_layout():
         value = values[name] if name in values else copy.copy(default)
