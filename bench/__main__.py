@@ -3,7 +3,8 @@
     python -m bench [--smoke] [SCENARIO ...]
 
 Scenarios (each is also its own command, ``python -m bench.<scenario> --help``):
-ceilings, messaging, inbox, ingest, fanout, latency, pipeline, hostile, operator.
+ceilings, messaging, inbox, gateway, ingest, recommendations, fanout, latency, pipeline,
+hostile, operator.
 Without names all run at their default (full) sizes; ``--smoke`` runs them at tiny
 sizes in seconds to prove they work end to end (what the test suite does). Each
 appends its section to ``bench/RESULTS.md`` (``HERALD_BENCH_RESULTS`` writes elsewhere).
@@ -21,7 +22,9 @@ SCENARIOS = [
     "ceilings",
     "messaging",
     "inbox",
+    "gateway",
     "ingest",
+    "recommendations",
     "fanout",
     "latency",
     "pipeline",
@@ -37,6 +40,10 @@ SMOKE: dict[str, list[str]] = {
         "--notifications", "400", "--users", "40", "--active-users", "20",
         "--concurrency", "5", "--seconds", "2",
     ],
+    "gateway": [
+        "--users", "20", "--events-per-user", "5", "--concurrency", "4", "--seconds", "2",
+    ],
+    "recommendations": ["--users", "100", "--events-per-user", "10"],
     "ingest": [
         "--seconds", "3", "--concurrency", "4", "--users", "10", "--ceiling-messages", "50",
     ],

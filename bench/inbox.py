@@ -143,11 +143,10 @@ async def measure(args: argparse.Namespace) -> tuple[list[list[str]], str, dict[
                 "gateway", cache_enabled="true", cache_ttl_seconds=600, **gateway_env
             )
             run.wait_ready(warm)
-            sampler.pids["gateway (cache on)"] = warm.pid
-            sampler.peak["gateway (cache on)"] = 0.0
+            sampler.watch("gateway (cache on)", warm.pid)
             assert warm.url
             # Steady state of a cache: every active user's page asked once before.
-            await prime(warm.url, tokens, body, args.concurrency)
+            await support.prime(warm.url, tokens, body, args.concurrency)
             results["warm"] = await support.http_load(
                 warm.url, gql, concurrency=args.concurrency, seconds=args.seconds
             )
@@ -163,21 +162,7 @@ async def measure(args: argparse.Namespace) -> tuple[list[list[str]], str, dict[
         "cold": "gateway, inbox query, cache off",
         "warm": "gateway, inbox query, cache on",
     }
-    rows = []
-    for key, label in labels.items():
-        load = results[key]
-        lat = support.latency_summary(load.latencies)
-        rows.append(
-            [
-                label,
-                f"{load.rate:,.0f}",
-                f"{lat['p50']:.1f}",
-                f"{lat['p95']:.1f}",
-                f"{lat['p99']:.1f}",
-                str(load.errors),
-                support.ratio(load.rate, bare_rate),
-            ]
-        )
+    rows = [support.load_row(label, results[key], bare_rate) for key, label in labels.items()]
     rows.append(
         [
             "database: indexed inbox page find, one client (ceiling of the page call)",
@@ -192,22 +177,6 @@ async def measure(args: argparse.Namespace) -> tuple[list[list[str]], str, dict[
     rows.append(["seeding: bulk insert", f"{seed_rate:,.0f} docs/s", "", "", "", "", ""])
     errors = {k: v.first_error for k, v in results.items() if v.errors}
     return rows, sampler.load_text() + "; peak RSS " + sampler.rss_text(), errors
-
-
-async def prime(url: str, tokens: list[str], body: dict[str, Any], concurrency: int) -> None:
-    """One inbox query per user, ``concurrency`` at a time (fills the gateway's cache)."""
-    import aiohttp
-
-    semaphore = asyncio.Semaphore(concurrency)
-    async with aiohttp.ClientSession(url, timeout=aiohttp.ClientTimeout(total=300)) as session:
-
-        async def one(token: str) -> None:
-            async with semaphore:
-                headers = {"authorization": f"Bearer {token}"}
-                async with session.post("/graphql", json=body, headers=headers) as r:
-                    await r.read()
-
-        await asyncio.gather(*(one(t) for t in tokens))
 
 
 def _finds(run: support.Run, db: str, active: int, users: int) -> float:
@@ -225,7 +194,7 @@ def _finds(run: support.Run, db: str, active: int, users: int) -> float:
     return rate
 
 
-HEADER = ["measure", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "ratio to bare FastAPI"]
+HEADER = support.LOAD_HEADER
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -162,13 +162,13 @@ class Run:
     databases: set[str] = field(default_factory=set)
     queues: set[str] = field(default_factory=set)
     vhost: str | None = None
-    issuer: TokenIssuer = field(
-        default_factory=lambda: TokenIssuer(
-            generate_private_key_pem(), issuer="herald-users", audience="herald"
-        )
-    )
+    # The run's signing key: the users service signs with it (``HERALD_USERS_PRIVATE_KEY_PEM``),
+    # every other component verifies with its public half.
+    private_pem: str = field(default_factory=generate_private_key_pem, repr=False)
+    issuer: TokenIssuer = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self.issuer = TokenIssuer(self.private_pem, issuer="herald-users", audience="herald")
         self.dir = RUN_ROOT / f"{self.label}-{self.run_id}"
         self.dir.mkdir(parents=True, exist_ok=True)
         print(f"run {self.label}-{self.run_id}: logs in {self.dir.relative_to(ROOT)}", flush=True)
@@ -415,9 +415,14 @@ class Sampler:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
-            for name, pid in self.pids.items():
-                self.peak[name] = max(self.peak[name], self._rss(pid))
+            for name, pid in list(self.pids.items()):
+                self.peak[name] = max(self.peak.get(name, 0.0), self._rss(pid))
             self.load.append(os.getloadavg()[0])
+
+    def watch(self, name: str, pid: int) -> None:
+        """Sample one more process from now on (a component started mid-measure)."""
+        self.peak.setdefault(name, 0.0)
+        self.pids[name] = pid
 
     def __enter__(self) -> Sampler:
         self.load.append(os.getloadavg()[0])
@@ -613,10 +618,17 @@ async def http_load(
     return Load(latencies, errors, elapsed, first_error)
 
 
-def server_pids() -> dict[str, int]:
+SERVER_LABELS = {
+    "ferretdb": "FerretDB",
+    "rabbitmq": "RabbitMQ",
+    "redis": "Redis",
+}
+
+
+def server_pids(names: Sequence[str] = ("ferretdb", "rabbitmq", "redis")) -> dict[str, int]:
     """The shared servers' processes (from ``.run/pids``), for RSS sampling only."""
     found: dict[str, int] = {}
-    for name, label in (("ferretdb", "FerretDB"), ("rabbitmq", "RabbitMQ"), ("redis", "Redis")):
+    for name, label in ((n, SERVER_LABELS[n]) for n in names):
         with contextlib.suppress(OSError, ValueError):
             pid = int((ROOT / ".run" / "pids" / f"{name}.pid").read_text().strip())
             if psutil.pid_exists(pid):
@@ -668,4 +680,132 @@ async def metric(url: str, name: str) -> float:
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
         if line.startswith(name) and not line.startswith("#")
+    )
+
+
+LOAD_HEADER = ["measure", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "ratio to bare FastAPI"]
+
+
+def load_row(label: str, load: Load, ceiling_rate: float) -> list[str]:
+    """One row of :data:`LOAD_HEADER`: rate, percentiles, errors, ratio to the ceiling."""
+    lat = latency_summary(load.latencies)
+    return [
+        label,
+        f"{load.rate:,.0f}",
+        f"{lat['p50']:.1f}",
+        f"{lat['p95']:.1f}",
+        f"{lat['p99']:.1f}",
+        str(load.errors),
+        ratio(load.rate, ceiling_rate),
+    ]
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+async def prime(url: str, tokens: Sequence[str], body: dict[str, Any], concurrency: int) -> None:
+    """One GraphQL ``body`` per token, ``concurrency`` at a time: the gateway's cache then
+    holds every user's answer (a warm cache's steady state for the measure after it)."""
+    import asyncio
+
+    import aiohttp
+
+    semaphore = asyncio.Semaphore(concurrency)
+    async with aiohttp.ClientSession(url, timeout=aiohttp.ClientTimeout(total=300)) as session:
+
+        async def one(token: str) -> None:
+            async with semaphore:
+                async with session.post("/graphql", json=body, headers=bearer(token)) as r:
+                    await r.read()
+
+        await asyncio.gather(*(one(t) for t in tokens))
+
+
+def run_to_end(
+    run: Run,
+    name: str,
+    argv: Sequence[str],
+    env: dict[str, str],
+    timeout: float,
+    sampler: Sampler | None = None,
+) -> tuple[Process, float]:
+    """Run a command of a component (a batch job, an evaluation) as a process of the
+    run, sampled by ``sampler`` while it runs, and wait for it; returns the process and
+    its wall time. A non-zero exit or the timeout raises with the end of its log."""
+    started = time.perf_counter()
+    process = run.start(name, argv, env)
+    if sampler is not None:
+        sampler.watch(name, process.pid)
+    try:
+        code = process.popen.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.stop()
+        raise RuntimeError(
+            f"{name} did not finish within {timeout:g} s:\n{process.tail()}"
+        ) from None
+    elapsed = time.perf_counter() - started
+    if code != 0:
+        raise RuntimeError(f"{name} exited with {code}:\n{process.tail()}")
+    return process, elapsed
+
+
+def py_spy(binary: str, pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
+    """Start ``py-spy record`` of ``pid`` for ``seconds`` into ``out`` (collapsed stacks);
+    py-spy is a tool of the person profiling, not a dependency of the benchmarks."""
+    log = out.with_suffix(".log").open("wb")
+    try:
+        return subprocess.Popen(
+            [
+                binary, "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))),
+                "--rate", "100", "--gil", "--format", "raw", "--nonblocking", "--output", str(out),
+            ],
+            stdout=log,
+            stderr=log,
+        )  # fmt: skip
+    finally:
+        log.close()
+
+
+def _frame(text: str) -> str:
+    """``func (path/to/module.py:12)`` → ``func (module path)`` without the line."""
+    name, _, where = text.partition(" (")
+    path = where.rstrip(")").rsplit(":", 1)[0]
+    for marker in ("site-packages/", "/lib/python3.11/", str(ROOT) + "/"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+            break
+    return f"{name} ({path})"
+
+
+def py_spy_summary(label: str, raw: Path, top: int = 8) -> str:
+    """The top functions of a py-spy recording (collapsed stacks, samples of the thread
+    holding the GIL): by own samples (where the Python CPU went) and, for Herald's own
+    code, by samples with the function on the stack."""
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    with contextlib.suppress(OSError):
+        for line in raw.read_text(errors="replace").splitlines():
+            stack, _, count_text = line.rpartition(" ")
+            if not stack or not count_text.isdigit():
+                continue
+            count = int(count_text)
+            frames = [_frame(f) for f in stack.split(";")[1:]]  # [0] is the thread
+            if not frames:
+                continue
+            total += count
+            own[frames[-1]] = own.get(frames[-1], 0) + count
+            for frame in {f for f in frames if "herald_" in f and "__main__" not in f}:
+                inclusive[frame] = inclusive.get(frame, 0) + count
+    if not total:
+        return f"py-spy, {label}: no samples ({raw.name})."
+
+    def listing(counts: dict[str, int]) -> str:
+        ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:top]
+        return "; ".join(f"`{name}` {100 * n / total:.0f} %" for name, n in ranked) or "-"
+
+    return (
+        f"py-spy, {label} ({total:,} samples at 100/s while holding the GIL): "
+        f"own time {listing(own)}. Herald code on the stack: {listing(inclusive)}."
     )
