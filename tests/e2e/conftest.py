@@ -13,7 +13,7 @@ import os
 import socket
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,20 +82,26 @@ def running_herald(
     infra: dict[str, str],
     tmp_path_factory: pytest.TempPathFactory,
     servers: dict[str, str] | None = None,
+    *,
+    settings: dict[str, str] | None = None,
+    rabbitmqctl: Callable[..., bool] = _rabbitmqctl,
 ) -> Iterator[Herald]:
     """All of Herald, isolated as described above. ``servers`` replaces the URLs the
-    processes use (e.g. through a fault-injection proxy); clean-up uses ``infra``."""
+    processes use (e.g. through a fault-injection proxy, or private servers; then
+    ``rabbitmqctl`` is the one of the broker in ``servers``); ``settings`` are more
+    ``HERALD_*`` variables. Databases are dropped from ``infra``'s server."""
     run_id = uuid.uuid4().hex[:8]
     run_dir = tmp_path_factory.mktemp(f"herald-e2e-{run_id}")
     vhost = f"herald-e2e-{run_id}"
-    amqp = urlparse(infra["HERALD_AMQP_URL"])
-    own_vhost = _rabbitmqctl("add_vhost", vhost) and _rabbitmqctl(
+    amqp = urlparse((servers or infra)["HERALD_AMQP_URL"])
+    own_vhost = rabbitmqctl("add_vhost", vhost) and rabbitmqctl(
         "set_permissions", "-p", vhost, amqp.username or "guest", ".*", ".*", ".*"
     )
     env = {
         **os.environ,
         **infra,
         **(servers or {}),
+        **(settings or {}),
         "HERALD_RUN_DIR": str(run_dir),
         "HERALD_RUN_SKIP_INFRA": "1",
         "HERALD_RUN_DB_PREFIX": f"e2e_{run_id}",
@@ -136,7 +142,7 @@ def running_herald(
     finally:
         _script(RUN, "down", env=env, timeout=120)
         if own_vhost:
-            _rabbitmqctl("delete_vhost", vhost)
+            rabbitmqctl("delete_vhost", vhost)
         try:
             import pymongo
 

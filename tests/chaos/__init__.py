@@ -1,0 +1,1 @@
+"""Fault scenarios at full size, as commands (see README.md)."""
