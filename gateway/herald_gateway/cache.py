@@ -23,10 +23,13 @@ INVALIDATIONS = Counter(
     "herald_gateway_cache_invalidations_total", "Cache invalidations", ["entity", "reason"]
 )
 
-ME, RECOMMENDATIONS, UNREAD, UNSEEN = "me", "recommendations", "unread", "unseen"
-ENTITIES = (ME, RECOMMENDATIONS, UNREAD, UNSEEN)
-# Every inbox change (new, read, seen, archived, snoozed, woken, deleted) moves both.
-COUNTS = (UNREAD, UNSEEN)
+ME, RECOMMENDATIONS, UNREAD, UNSEEN, INBOX = "me", "recommendations", "unread", "unseen", "inbox"
+ENTITIES = (ME, RECOMMENDATIONS, UNREAD, UNSEEN, INBOX)
+# Every inbox change (new, read, seen, archived, snoozed, woken, deleted) moves the
+# counts and the pages. These reads also carry the user's inbox version
+# (herald_common.redis_client.inbox_version_key), which the notifications service bumps
+# before it pushes a change, so a push never races an event-driven invalidation.
+COUNTS = (UNREAD, UNSEEN, INBOX)
 
 
 class ResponseCache:
@@ -52,13 +55,19 @@ class ResponseCache:
         user_id: str,
         load: Callable[[], Awaitable[Any]],
         variant: str = "",
+        version_key: str | None = None,
     ) -> Any:
-        """The cached value, or ``load()``'s result (then cached). Errors are not cached."""
+        """The cached value, or ``load()``'s result (then cached). Errors are not cached.
+        ``version_key`` names a counter that other components bump on a change: its value
+        is part of the key, read (with the generation) before ``load()``."""
         if not self.enabled:
             return await load()
         gen = "0"
         try:
-            gen = await self.redis.get(self._gen_key(entity, user_id)) or "0"
+            keys = [self._gen_key(entity, user_id)]
+            if version_key is not None:
+                keys.append(version_key)
+            gen = ".".join(v or "0" for v in await self.redis.mget(keys))
             raw = await self.redis.get(self._value_key(entity, user_id, gen, variant))
         except Exception:
             log.warning("cache read failed", exc_info=True)

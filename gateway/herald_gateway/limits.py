@@ -229,6 +229,11 @@ def _root_fields(
     return fields
 
 
+def operation_selects(info: Any, name: str) -> bool:
+    """Whether the operation a resolver runs in selects the field ``name`` anywhere."""
+    return _selects(info.operation.selection_set, name, info.fragments or {})
+
+
 def _selects(selection_set: Any, name: str, fragments: dict[str, FragmentDefinitionNode]) -> bool:
     """Whether ``name`` is selected anywhere below (fragments expanded once)."""
     stack, seen = [selection_set], set()

@@ -149,12 +149,14 @@ def notifications_app(verifier: TokenVerifier, rec: Recorder):
         return {"count": state["unread"]}
 
     @app.get("/v1/notifications")
-    async def listing(first: int = 20, p: Principal = Depends(current_principal)):
+    async def listing(
+        first: int = 20, total: bool = True, p: Principal = Depends(current_principal)
+    ):
         edges = [{"cursor": f"c{i}", "node": note(i, p.user_id)} for i in range(first)]
         return {
             "edges": edges,
             "page_info": {"has_next_page": True, "end_cursor": f"c{first - 1}"},
-            "total_count": 42,
+            "total_count": 42 if total else None,
         }
 
     @app.get("/v1/notifications/unseen-count")

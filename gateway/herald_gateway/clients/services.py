@@ -83,6 +83,7 @@ class NotificationsClient(ServiceClient):
         unread_only: bool,
         type_: str | None,
         archived: bool = False,
+        total: bool = True,
     ) -> Any:
         return await self.get(
             "/v1/notifications",
@@ -92,6 +93,7 @@ class NotificationsClient(ServiceClient):
             unread_only=str(unread_only).lower(),
             type=type_,
             archived="true" if archived else None,
+            total=None if total else "false",
         )
 
     async def unread_count(self, ctx: CallContext) -> int:

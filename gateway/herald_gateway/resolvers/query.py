@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
+from herald_common.redis_client import inbox_version_key
 from tartiflette import Resolver
 
 from herald_gateway import mapping
-from herald_gateway.cache import ME, RECOMMENDATIONS, UNREAD, UNSEEN
+from herald_gateway.cache import INBOX, ME, RECOMMENDATIONS, UNREAD, UNSEEN
 from herald_gateway.clients.services import SERVICE_NAMES, dead_letters
 from herald_gateway.context import RequestContext
 from herald_gateway.engine import SCHEMA_NAME
 from herald_gateway.errors import GraphQLFailure, bad_input
+from herald_gateway.limits import operation_selects
 from herald_gateway.resolvers.common import (
     enum_value,
     once_per_request,
@@ -40,15 +43,24 @@ async def resolve_me(parent: Any, args: dict[str, Any], ctx: RequestContext, inf
 async def resolve_notifications(
     parent: Any, args: dict[str, Any], ctx: RequestContext, info: Any
 ) -> Any:
-    """A page of the caller's inbox."""
-    ctx.user()
-    page = await ctx.gateway.services.notifications.list(
-        ctx.call,
-        first=page_size(ctx, args.get("first", 20)),
-        after=args.get("after"),
-        unread_only=bool(args.get("unreadOnly")),
-        type_=enum_value(args.get("type")),
-        archived=bool(args.get("archived")),
+    """A page of the caller's inbox (cached like the counts, per arguments). The list's
+    total is asked for only when the operation selects ``totalCount``."""
+    user = ctx.user()
+    params = {
+        "first": page_size(ctx, args.get("first", 20)),
+        "after": args.get("after"),
+        "unread_only": bool(args.get("unreadOnly")),
+        "type_": enum_value(args.get("type")),
+        "archived": bool(args.get("archived")),
+        "total": operation_selects(info, "totalCount"),
+    }
+    notifications = ctx.gateway.services.notifications
+    page = await ctx.gateway.cache.get_or_load(
+        INBOX,
+        user.user_id,
+        lambda: notifications.list(ctx.call, **params),
+        variant=json.dumps(params, sort_keys=True),
+        version_key=inbox_version_key(user.user_id),
     )
     return mapping.connection(page)
 
@@ -62,7 +74,10 @@ async def resolve_unread_count(
     user = ctx.user()
     services = ctx.gateway.services
     count = await ctx.gateway.cache.get_or_load(
-        UNREAD, user.user_id, lambda: services.notifications.unread_count(ctx.call)
+        UNREAD,
+        user.user_id,
+        lambda: services.notifications.unread_count(ctx.call),
+        version_key=inbox_version_key(user.user_id),
     )
     return int(count)
 
@@ -76,7 +91,10 @@ async def resolve_unseen_count(
     user = ctx.user()
     services = ctx.gateway.services
     count = await ctx.gateway.cache.get_or_load(
-        UNSEEN, user.user_id, lambda: services.notifications.unseen_count(ctx.call)
+        UNSEEN,
+        user.user_id,
+        lambda: services.notifications.unseen_count(ctx.call),
+        version_key=inbox_version_key(user.user_id),
     )
     return int(count)
 

@@ -23,6 +23,26 @@ def user_channel(user_id: str) -> str:
     return f"herald:notifications:{user_id}"
 
 
+def inbox_version_key(user_id: str) -> str:
+    """Counter of a user's inbox: the notifications service bumps it after every change
+    it makes to the inbox and before it pushes that change. Gateway caches of inbox reads
+    (counts, pages) carry its value in their keys, so a client that re-reads its inbox on a
+    push never gets an answer cached before the change."""
+    return f"herald:inbox-version:{user_id}"
+
+
+# The counter only has to outlive the cached reads it guards (minutes).
+INBOX_VERSION_TTL_SECONDS = 86_400
+
+
+def bump_inbox_versions(pipe: aioredis.client.Pipeline, user_ids: set[str]) -> None:
+    """Queue the bump of each user's inbox version on ``pipe`` (before its pushes)."""
+    for user_id in sorted(user_ids):
+        key = inbox_version_key(user_id)
+        pipe.incr(key)
+        pipe.expire(key, INBOX_VERSION_TTL_SECONDS)
+
+
 def revoked_key(jti: str) -> str:
     """Deny-list key of a revoked token id (expires with the token)."""
     return f"herald:revoked:{jti}"

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from herald_common.auth import Principal
 from herald_common.db import run_db
 from herald_common.errors import BadUserInput, Forbidden, NotFound
-from herald_common.redis_client import user_channel
+from herald_common.redis_client import bump_inbox_versions, user_channel
 
 from herald_notifications import delivery_log, delivery_store, inbox, inbox_store
 from herald_notifications.email import state as email_state
@@ -94,6 +94,7 @@ class InboxDomain:
         unread_only: bool,
         type_: str | None,
         archived: bool,
+        total: bool = True,
     ) -> Page:
         return await run_db(
             inbox.list_notifications,
@@ -103,6 +104,7 @@ class InboxDomain:
             unread_only=unread_only,
             type_=type_,
             archived=archived,
+            total=total,
         )
 
     async def unread_count(self, caller: Principal) -> int:
@@ -215,7 +217,10 @@ class InboxDomain:
         try:
             unread, unseen = await run_db(inbox.counts, change.user_id)
             message = inbox_message(change, unread, unseen)
-            await redis.publish(user_channel(change.user_id), json.dumps(message))
+            async with redis.pipeline(transaction=False) as pipe:
+                bump_inbox_versions(pipe, {change.user_id})
+                pipe.publish(user_channel(change.user_id), json.dumps(message))
+                await pipe.execute()
         except Exception:
             REALTIME_FAILED.inc()
             log.warning("inbox change push failed; the inbox has it", exc_info=True)

@@ -62,8 +62,11 @@ def list_notifications(
     unread_only: bool = False,
     type_: str | None = None,
     archived: bool = False,
+    total: bool = True,
 ) -> Page:
-    """One page of the user's notifications (or of the archived ones), newest first."""
+    """One page of the user's notifications (or of the archived ones), newest first.
+    ``total=False`` leaves out the count of the whole list (``total_count`` is None): a
+    reader that does not show it saves a query."""
     coll = collection(Notification)
     base = inbox_filter(user_id, unread_only, type_, archived=archived)
     query = dict(base)
@@ -78,7 +81,8 @@ def list_notifications(
         .sort([("sent_at", DESCENDING), ("_id", DESCENDING)])
         .limit(first + 1)
     )
-    return Page(docs[:first], len(docs) > first, coll.count_documents(base))
+    total_count = coll.count_documents(base) if total else None
+    return Page(docs[:first], len(docs) > first, total_count)
 
 
 def unread_count(user_id: str) -> int:

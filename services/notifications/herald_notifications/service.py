@@ -30,7 +30,7 @@ from herald_common.clock import Clock, utcnow
 from herald_common.db import run_db
 from herald_common.events import Envelope, NotificationRequested, UserDeleted
 from herald_common.messaging import Broker
-from herald_common.redis_client import user_channel
+from herald_common.redis_client import bump_inbox_versions, user_channel
 from herald_common.replica import handle_user_event
 from herald_common.replica_cache import CacheListener, UserCache
 from herald_common.tasks import cancel_and_wait, start_periodic
@@ -197,11 +197,13 @@ class NotificationService:
         await self.push_created(outcome.created)
 
     async def push_created(self, docs: list[dict[str, Any]]) -> None:
-        """Push new (or woken) notifications on their users' channels, one pipeline."""
+        """Push new (or woken) notifications on their users' channels, one pipeline; each
+        user's inbox version is bumped first (gateway caches of inbox reads)."""
         if not docs or self.redis is None:
             return
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
+                bump_inbox_versions(pipe, {doc["user_id"] for doc in docs})
                 for doc in docs:
                     pipe.publish(user_channel(doc["user_id"]), json.dumps(to_api(doc)))
                 await pipe.execute()

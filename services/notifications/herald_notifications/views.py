@@ -89,7 +89,7 @@ class Page:
 
     items: list[dict[str, Any]]
     has_next_page: bool
-    total_count: int
+    total_count: int | None
 
     def to_api(self) -> dict[str, Any]:
         edges = [{"cursor": encode_cursor(d), "node": to_api(d)} for d in self.items]

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from herald_common.redis_client import user_channel
+from herald_common.redis_client import inbox_version_key, user_channel
 from herald_testing import eventually
 from websockets.asyncio.client import connect
 
@@ -266,6 +266,44 @@ async def test_snooze_hides_until_the_time_then_brings_it_back_on_top(gw) -> Non
     await eventually(lambda: _counts(ann, (2, 2)))
     assert await h.service.wake_snoozed() == 0  # a second sweep brings nothing twice
     await ann.consistent()
+
+
+async def test_a_push_is_never_ahead_of_the_cached_inbox(gw) -> None:
+    """The gateway caches inbox pages and counts; a shopper who re-reads on every push
+    still sees each new notification at once (the service bumps the inbox version before
+    it pushes), and a list without ``totalCount`` does not ask the service for it."""
+    h = gw.harness
+    await h.register("noa")
+    await _deliver(h, "noa", "n1")
+    noa = gw.shopper("noa")
+    light = "{ unreadCount notifications(first: 20) { edges { node { id } } } }"
+    first = await noa.ok(light)
+    assert first["unreadCount"] == 1 and len(first["notifications"]["edges"]) == 1
+    # A list without totalCount is served without counting the whole list.
+    assert (await h.inbox("noa", total="false"))["total_count"] is None
+    assert (await h.inbox("noa"))["total_count"] == 1
+    version = await gw.app.state.gateway.redis.get(inbox_version_key("noa"))
+
+    url = gw.url.replace("http", "ws") + "/graphql"
+    async with connect(url, subprotocols=["graphql-transport-ws"]) as ws:
+        init = {"type": "connection_init", "payload": {"authorization": noa.token}}
+        await ws.send(json.dumps(init))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        subscribe = {"query": "subscription { notificationAdded { id } }"}
+        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": subscribe}))
+        await eventually(lambda: _subscribed(gw, "noa"))
+        for n, key in enumerate(("n2", "n3", "n4"), start=2):
+            await h.request(key, "noa", "order_update", content={"title": key, "body": "b"})
+            message = json.loads(await asyncio.wait_for(ws.recv(), 30))
+            pushed = message["payload"]["data"]["notificationAdded"]["id"]
+            data = await noa.ok(light)  # at once, through the cache
+            ids = [e["node"]["id"] for e in data["notifications"]["edges"]]
+            # (the harness's clock stands still: equal times, so no order to check)
+            assert pushed in ids and len(ids) == n, (key, data)
+            assert data["unreadCount"] == n
+    assert await gw.app.state.gateway.redis.get(inbox_version_key("noa")) != version
+    data = await noa.consistent()
+    assert data["notifications"]["totalCount"] == 4
 
 
 async def _subscribed(gw: Gateway, user_id: str) -> bool:

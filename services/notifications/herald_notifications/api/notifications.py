@@ -39,9 +39,11 @@ async def list_notifications(
     unread_only: bool = False,
     type: StoredNotificationType | None = None,
     archived: bool = False,
+    total: bool = True,
 ) -> object:
     """The caller's notifications, newest first, with cursor pagination. ``archived``
-    lists the archive instead; snoozed and deleted ones are never listed."""
+    lists the archive instead; snoozed and deleted ones are never listed. ``total=false``
+    leaves out ``total_count`` (null), which costs a query of its own."""
     page = await inbox.page(
         caller,
         first=first,
@@ -49,6 +51,7 @@ async def list_notifications(
         unread_only=unread_only,
         type_=type,
         archived=archived,
+        total=total,
     )
     return page.to_api()
 

@@ -72,7 +72,9 @@ class PageInfoOut(BaseModel):
 class PageOut(BaseModel):
     edges: list[EdgeOut]
     page_info: PageInfoOut
-    total_count: int
+    total_count: int | None = Field(
+        description="How many the whole list holds; null when asked with total=false"
+    )
 
 
 class CountOut(BaseModel):
