@@ -11,16 +11,21 @@
 # either part fails.
 #
 #   CLUSTER_TESTS=0       leave the cluster tests out (the rest of the suite only)
+#   TEST_WORKERS=N        pytest-xdist workers for the rest of the suite (default 4; the
+#                         tests mostly wait on servers and processes, so more workers than
+#                         cores pay off; 0: one process). Which tests share a worker:
+#                         herald_testing.parallel. PYTEST_ARGS="-n 0" works too.
 #   a machine that cannot run a node at all (exit 3 of `cluster.sh prepare`: no root, no
 #   cgroups, ...) skips them with the reason; any other failure fails the run.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 PY="${PY:-$REPO_ROOT/.venv/bin/python}"
 cd "$REPO_ROOT" || exit 1
+PARALLEL=(-n "${TEST_WORKERS:-4}" --dist loadgroup --no-loadscope-reorder)
 
 if [[ "${CLUSTER_TESTS:-1}" == 0 ]]; then
   log "CLUSTER_TESTS=0: the cluster tests are left out"
-  exec "$PY" -m pytest --ignore=tests/cluster "$@"
+  exec "$PY" -m pytest --ignore=tests/cluster "${PARALLEL[@]}" "$@"
 fi
 
 mkdir -p "$RUN_DIR/logs"
@@ -55,7 +60,7 @@ cluster_pid=$!
 trap 'kill -TERM "$cluster_pid" 2>/dev/null; wait "$cluster_pid" 2>/dev/null; exit 130' INT TERM
 log "cluster tests run in the background (log: ${TESTS_LOG#"$REPO_ROOT"/})"
 
-"$PY" -m pytest --ignore=tests/cluster "$@"
+"$PY" -m pytest --ignore=tests/cluster "${PARALLEL[@]}" "$@"
 suite_rc=$?
 log "the rest of the suite is done in $((SECONDS - t0))s (exit $suite_rc); waiting for the cluster tests"
 wait "$cluster_pid"
