@@ -22,6 +22,16 @@ from .run import run_tests
 SERVICES = ("notifications", "recommendations", "scheduler")
 
 
+def kill_groups(services: list[str], *, together: bool) -> str:
+    """``HERALD_FAULT_KILL``: one load per service, or (``together``) one load of
+    purchases for recommendations and the scheduler."""
+    groups = [[s] for s in services]
+    if together:
+        buyers = [s for s in services if s != "notifications"]
+        groups = [[s] for s in services if s == "notifications"] + ([buyers] if buyers else [])
+    return ";".join("+".join(g) for g in groups)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=10_000, help="events per load")
@@ -35,13 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(services) - set(SERVICES)
     if unknown:
         parser.error(f"unknown services {sorted(unknown)}; choose from {SERVICES}")
-    groups = [[s] for s in services]
-    if args.together:
-        buyers = [s for s in services if s != "notifications"]
-        groups = [[s] for s in services if s == "notifications"] + ([buyers] if buyers else [])
     env = {
         "HERALD_FAULT_LOAD": str(args.messages),
-        "HERALD_FAULT_KILL": ";".join("+".join(g) for g in groups),
+        "HERALD_FAULT_KILL": kill_groups(services, together=args.together),
     }
     test = "tests/e2e/test_faults.py::test_sigkill_consumers_mid_load"
     return run_tests([test], env, rounds=args.rounds)

@@ -17,7 +17,8 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +35,7 @@ from herald_common.events import (
 )
 from herald_common.messaging import Broker
 from herald_common.preferences import Preferences
+from herald_common.settings import HeraldSettings
 from herald_testing import eventually
 from websockets.asyncio.client import connect
 
@@ -192,6 +194,17 @@ async def publish_all(
         await publisher.publish_many(events[start : start + chunk], timeout=timeout)
 
 
+@asynccontextmanager
+async def publisher_on(amqp_url: str) -> AsyncIterator[Broker]:
+    """Herald's own publisher class on ``amqp_url`` (confirmed publishes)."""
+    broker = Broker(HeraldSettings(environment="test", amqp_url=amqp_url), source="faults")
+    await broker.connect()
+    try:
+        yield broker
+    finally:
+        await broker.close()
+
+
 # ---------------------------------------------------------------------------- effects
 
 
@@ -237,6 +250,12 @@ class Effects:
 
 
 Reader = Callable[[], Awaitable[list[str]]]
+
+
+async def stored_once(effects: Effects, user_id: str, run: str, count: int) -> int:
+    """All ``count`` requests of ``run`` (:func:`requests_for`) stored, none twice."""
+    expected = {f"fault:{run}:{i}" for i in range(count)}
+    return await exactly_once(lambda: effects.notification_keys(user_id, run), expected)
 
 
 async def exactly_once(
@@ -327,6 +346,7 @@ async def kill_mid_load(
     run = uuid.uuid4().hex[:8]
     load = load_for(target.effects, services[0], user_id, run, count, product)
     events, wanted = load.events, load.effects
+    give_up = max(300.0, count * 0.5)  # a bound to fail at, not a measured speed
     started = time.monotonic()
     await publish_all(target.publisher, load.users)
     await publish_all(target.publisher, events[: count // 2])
@@ -341,7 +361,7 @@ async def kill_mid_load(
         async def some_done(service: str = service) -> bool:
             return await done(service) >= count // 10
 
-        await eventually(some_done, timeout=300, interval=0.2)
+        await eventually(some_done, timeout=give_up, interval=0.2)
     pids = [target.herald.pid(service) for service in services]
     for pid in pids:
         os.killpg(pid, signal.SIGKILL)
@@ -352,7 +372,6 @@ async def kill_mid_load(
     for pid in pids:
         await eventually(lambda pid=pid: gone(pid), timeout=30)
     target.herald.up()
-    give_up = max(300.0, count * 0.2)  # a bound to fail at, not a measured speed
     counted = {
         name: await exactly_once(read, keys, timeout=give_up, what=name)
         for name, (read, keys) in wanted.items()

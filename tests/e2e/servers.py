@@ -1,0 +1,221 @@
+"""Private RabbitMQ and Redis servers that a test may stop and start again.
+
+The shared servers of dev/infra.sh serve every test run on the machine and are never
+stopped. These run the same binaries (Debian's rabbitmq-server, redis-server) as the
+calling user, on free loopback ports, with data, logs and the Erlang cookie in a folder
+of their own: a RabbitMQ node of its own name (``RABBITMQ_NODENAME``, mnesia and log
+bases in that folder, its own distribution port; it registers with the machine's epmd
+like any node) and a Redis without persistence. ``stop()`` then ``start()`` is a real
+restart on the same ports and the same data directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+from .conftest import free_port
+
+RABBITMQ_LIB_BIN = Path("/usr/lib/rabbitmq/bin")
+HOST = "127.0.0.1"
+
+
+def amqp_answers(port: int) -> bool:
+    """The port speaks AMQP: the protocol header is answered with ``connection.start``."""
+    try:
+        with socket.create_connection((HOST, port), timeout=3) as s:
+            s.settimeout(3)
+            s.sendall(b"AMQP\x00\x00\x09\x01")
+            frame = s.recv(11)
+    except OSError:
+        return False
+    return len(frame) == 11 and frame[0] == 1 and frame[7:11] == b"\x00\x0a\x00\x0a"
+
+
+def redis_answers(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=3) as s:
+            s.settimeout(3)
+            s.sendall(b"PING\r\n")
+            return s.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def wait_until(check, what: str, timeout: float, process: subprocess.Popen[bytes]) -> None:
+    """Poll ``check`` until it holds; fail early when ``process`` exits."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not answer within {timeout:.0f}s")
+        time.sleep(0.2)
+
+
+class PrivateRabbitMQ:
+    """A RabbitMQ node of its own in ``base`` (see the module docstring)."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.node = f"herald-chaos-{uuid.uuid4().hex[:8]}@localhost"
+        self.port = free_port()
+        self.dist_port = free_port()
+        self.metrics_port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+        base.mkdir(parents=True, exist_ok=True)
+        (base / "mnesia").mkdir(exist_ok=True)
+        (base / "log").mkdir(exist_ok=True)
+        cookie = base / ".erlang.cookie"
+        cookie.write_text(uuid.uuid4().hex.upper())
+        cookie.chmod(0o400)
+        (base / "rabbitmq-env.conf").write_text("")
+        # The Prometheus endpoint gives the per-queue series the chart's rules read.
+        (base / "enabled_plugins").write_text("[rabbitmq_prometheus].\n")
+        (base / "rabbitmq.conf").write_text(
+            "loopback_users.guest = true\n"
+            "log.file.level = info\n"
+            "log.console = false\n"
+            f"prometheus.tcp.port = {self.metrics_port}\n"
+            f"prometheus.tcp.ip = {HOST}\n"
+        )
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@{HOST}:{self.port}/"
+
+    @property
+    def metrics(self) -> str:
+        return f"{HOST}:{self.metrics_port}"
+
+    def env(self) -> dict[str, str]:
+        b = self.base
+        return {
+            **os.environ,
+            "HOME": str(b),  # the Erlang cookie is $HOME/.erlang.cookie
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_IP_ADDRESS": HOST,
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_MNESIA_BASE": str(b / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(b / "log"),
+            "RABBITMQ_LOGS": str(b / "log" / "rabbitmq.log"),
+            "RABBITMQ_PID_FILE": str(b / "rabbitmq.pid"),
+            "RABBITMQ_CONF_ENV_FILE": str(b / "rabbitmq-env.conf"),
+            "RABBITMQ_CONFIG_FILE": str(b / "rabbitmq.conf"),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(b / "advanced.config"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(b / "enabled_plugins"),
+            "ERL_EPMD_ADDRESS": HOST,
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+        }
+
+    def ctl(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """rabbitmqctl of this node."""
+        return subprocess.run(
+            [str(RABBITMQ_LIB_BIN / "rabbitmqctl"), *args],
+            env=self.env(),
+            cwd=self.base,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def ctl_ok(self, *args: str) -> bool:
+        return self.ctl(*args).returncode == 0
+
+    def start(self, timeout: float = 180) -> None:
+        """Start the node (again: same name, ports and data) and wait for AMQP."""
+        log = (self.base / "log" / "server.out").open("ab")
+        self.process = subprocess.Popen(
+            [str(RABBITMQ_LIB_BIN / "rabbitmq-server")],
+            env=self.env(),
+            cwd=self.base,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+        log.close()
+        self.starts += 1
+        wait_until(lambda: amqp_answers(self.port), "rabbitmq-server", timeout, self.process)
+
+    def stop(self, timeout: float = 120) -> None:
+        """``rabbitmqctl stop``: the node shuts down cleanly and its VM exits."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.ctl("stop", str(self.base / "rabbitmq.pid"), timeout=timeout)
+        self._reap(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL of the node's whole process group: no clean shutdown at all."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self._reap(30)
+
+    def _reap(self, timeout: float) -> None:
+        assert self.process is not None
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(30)
+        # Children of the node (erl_child_setup, inet_gethost) go with its group.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+
+class PrivateRedis:
+    """A redis-server of its own in ``base``, without persistence (like dev/infra.sh's)."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        base.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def url(self) -> str:
+        return f"redis://{HOST}:{self.port}/0"
+
+    def start(self, timeout: float = 60) -> None:
+        log = (self.base / "server.out").open("ab")
+        argv = ["redis-server", "--bind", HOST, "--port", str(self.port)]
+        argv += [
+            "--protected-mode",
+            "yes",
+            "--dir",
+            str(self.base),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
+        self.process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+        log.close()
+        wait_until(lambda: redis_answers(self.port), "redis-server", timeout, self.process)
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
