@@ -73,3 +73,20 @@ async def test_typed_errors() -> None:
         r = await client.post("/things", json={"name": "boom", "size": 1})
         assert r.status_code == 500 and "secret" not in r.text
         assert (await client.get("/nope")).json()["error"]["code"] == "NOT_FOUND"
+
+
+async def test_correlation_id_is_echoed_and_metrics_carry_route_and_status() -> None:
+    async with await _client(_app()) as client:
+        r = await client.post(
+            "/things", json={"name": "taken", "size": 1}, headers={"x-request-id": "req-7"}
+        )
+        assert r.status_code == 409 and r.headers["x-correlation-id"] == "req-7"
+        fresh = await client.post("/things", json={"name": "a", "size": 1})
+        assert fresh.headers["x-correlation-id"] not in ("", "req-7")
+        r = await client.get("/nowhere", headers={"x-correlation-id": "c-1"})
+        assert r.status_code == 404 and r.headers["x-correlation-id"] == "c-1"
+        await client.post("/things", json={"name": "boom", "size": 1})
+        text = (await client.get("/metrics")).text
+    for route, status in (("/things", "409"), ("/things", "200"), ("unmatched", "404")):
+        assert f'route="{route}",service="demo",status="{status}"' in text, (route, status)
+    assert 'route="/things",service="demo",status="500"' in text
