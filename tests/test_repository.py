@@ -388,6 +388,20 @@ def test_the_outbox_wake_up_has_one_name(tree: str) -> None:
     assert not found, f"call it outbox_written: {found}"
 
 
+@pytest.mark.parametrize("tree", _trees({}))
+def test_events_are_staged_one_way(tree: str) -> None:
+    """Only herald_common.outbox writes the outbox fields (stage, outbox_update,
+    staged_update); everything else stages through it."""
+    root = SOURCE_TREES[tree]
+    by_hand = re.compile(r"""["']\$push["']\s*:\s*\{\s*["']outbox["']|push(_all)?__outbox\b""")
+    found = [
+        _rel(p, root)
+        for p in _modules(root)
+        if not (tree == "common" and p.name == "outbox.py") and by_hand.search(p.read_text())
+    ]
+    assert not found, f"stage events with herald_common.outbox: {found}"
+
+
 LONG_NOT_YET: dict[str, str] = {}
 
 

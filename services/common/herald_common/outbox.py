@@ -57,6 +57,15 @@ def outbox_update(*events: Envelope[Any]) -> dict[str, Any]:
     }
 
 
+def staged_update(changes: dict[str, Any], *events: Envelope[Any]) -> dict[str, Any]:
+    """The same staging as a pymongo update document: ``$set`` of ``changes`` with
+    ``events`` pushed onto the outbox, in one atomic update."""
+    return {
+        "$set": {**changes, "outbox_pending": True},
+        "$push": {"outbox": {"$each": [outbox_entry(e) for e in events]}},
+    }
+
+
 class OutboxDocument(Document):
     """Base for documents whose changes publish events."""
 

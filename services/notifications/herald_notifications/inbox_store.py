@@ -30,7 +30,7 @@ from herald_common.events import (
     NotificationRead,
     make_event,
 )
-from herald_common.outbox import outbox_entry
+from herald_common.outbox import staged_update
 from pymongo import ReturnDocument
 
 from herald_notifications.builders import ms
@@ -87,10 +87,7 @@ def _update_one(
         )
     result = collection(Notification).update_one(
         {"_id": doc_id, **condition},
-        {
-            "$set": {**changes, "outbox_pending": True},
-            "$push": {"outbox": {"$each": [outbox_entry(e) for e in events]}},
-        },
+        staged_update(changes, *events),
     )
     return bool(result.modified_count)
 
@@ -309,8 +306,8 @@ def wake_snoozed(now: datetime, *, source: str, limit: int = 500) -> list[dict[s
             event = _changed_event(due["user_id"], "unsnoozed", due["_id"], now, source)
             claimed = notes.find_one_and_update(
                 {"_id": due["_id"], "snoozed": True, "snooze_hour": bucket},
-                {
-                    "$set": {
+                staged_update(
+                    {
                         "snoozed": False,
                         "snoozed_until": None,
                         "snooze_hour": None,
@@ -320,10 +317,9 @@ def wake_snoozed(now: datetime, *, source: str, limit: int = 500) -> list[dict[s
                         "seen_at": None,
                         "sent_at": now,
                         "day": utc_day(now),
-                        "outbox_pending": True,
                     },
-                    "$push": {"outbox": outbox_entry(event)},
-                },
+                    event,
+                ),
                 return_document=ReturnDocument.AFTER,
             )
             if claimed is None:
