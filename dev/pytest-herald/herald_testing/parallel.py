@@ -111,8 +111,23 @@ class _LongestFirst:
         """After every other plugin's reordering, a stable sort: the longest groups
         first, everything else in collection order (every worker sorts the same way)."""
         yield
+        for item in items:
+            _carry_group_in_id(item)
         weight = {id(item): WEIGHTS.get(group_of(item) or "", 0) for item in items}
         items.sort(key=lambda item: -weight[id(item)])
+
+
+def _carry_group_in_id(item: pytest.Item) -> None:
+    """Make the test's id end in ``@<group>``, which is how the controller's loadgroup
+    scheduler sees the group. xdist (3.8) writes the suffix to ``item._nodeid``, which
+    pytest 9 no longer reads (``nodeid`` comes from ``item._id``), so without this every
+    test would be scheduled on its own."""
+    group = group_of(item)
+    if group is None or item.nodeid.endswith(f"@{group}"):
+        return
+    from _pytest.nodeid import NodeId
+
+    item._id = NodeId.parse(f"{item.nodeid}@{group}")
 
 
 def pytest_configure(config: pytest.Config) -> None:
