@@ -11,17 +11,21 @@
 # either part fails.
 #
 #   CLUSTER_TESTS=0       leave the cluster tests out (the rest of the suite only)
-#   TEST_WORKERS=N        pytest-xdist workers for the rest of the suite (default 4; the
-#                         tests mostly wait on servers and processes, so more workers than
-#                         cores pay off; 0: one process). Which tests share a worker:
-#                         herald_testing.parallel. PYTEST_ARGS="-n 0" works too.
+#   TEST_WORKERS=N        pytest-xdist workers for the rest of the suite (default 0: one
+#                         process). On the 2-core machines CI uses, 4 workers ran every
+#                         end-to-end stack at once and some of them timed out; one process
+#                         is the configuration CI is measured with. Which tests share a
+#                         worker when N > 0: herald_testing.parallel.
 #   a machine that cannot run a node at all (exit 3 of `cluster.sh prepare`: no root, no
 #   cgroups, ...) skips them with the reason; any other failure fails the run.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 PY="${PY:-$REPO_ROOT/.venv/bin/python}"
 cd "$REPO_ROOT" || exit 1
-PARALLEL=(-n "${TEST_WORKERS:-4}" --dist loadgroup --no-loadscope-reorder)
+PARALLEL=()
+if [[ "${TEST_WORKERS:-0}" != 0 ]]; then
+  PARALLEL=(-n "$TEST_WORKERS" --dist loadgroup --no-loadscope-reorder)
+fi
 
 if [[ "${CLUSTER_TESTS:-1}" == 0 ]]; then
   log "CLUSTER_TESTS=0: the cluster tests are left out"
