@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from herald_common.resources import NotificationCampaign, Schedule, from_object
 from herald_operator.config import OperatorSettings
+from herald_testing.kube import KubeControlPlane
+
+from .kube_helpers import install_crds
 
 CAMPAIGN_BODY: dict[str, Any] = {
     "apiVersion": "herald.io/v1alpha1",
@@ -65,3 +69,11 @@ def settings() -> OperatorSettings:
         job_env_from_secrets=["herald-infra"],
         service_account="herald-jobs",
     )
+
+
+@pytest.fixture(scope="module")
+def kube_api(kube_control_plane: KubeControlPlane) -> Iterator[Any]:
+    """An API client of the test control plane, with Herald's CRDs installed."""
+    with kube_control_plane.api_client() as api:
+        install_crds(api)
+        yield api

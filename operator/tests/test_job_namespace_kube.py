@@ -17,7 +17,6 @@ from .kube_helpers import (
     campaign_body,
     create_job_env,
     create_namespace,
-    install_crds,
     running_operator,
     schedule_body,
 )
@@ -29,13 +28,6 @@ JOB_ENV = {
     "JOB_ENV_FROM_CONFIG_MAPS": "herald-jobs-env",
     "SERVICE_ACCOUNT": "herald-jobs",
 }
-
-
-@pytest.fixture(scope="module")
-def kube_api(kube_control_plane: KubeControlPlane) -> Iterator[Any]:
-    with kube_control_plane.api_client() as api:
-        install_crds(api)
-        yield api
 
 
 @pytest.fixture

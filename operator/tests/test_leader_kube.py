@@ -10,7 +10,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,16 +19,9 @@ from herald_operator.config import OperatorSettings
 from herald_operator.leader import LeaseElector
 from herald_testing.kube import KubeControlPlane, wait_until
 
-from .kube_helpers import Cluster, install_crds, schedule_body
+from .kube_helpers import Cluster, schedule_body
 
 pytestmark = pytest.mark.kube
-
-
-@pytest.fixture(scope="module")
-def kube_api(kube_control_plane: KubeControlPlane) -> Iterator[Any]:
-    with kube_control_plane.api_client() as api:
-        install_crds(api)
-        yield api
 
 
 def test_one_holder_at_a_time_and_takeover_after_expiry(kube_api: Any, kube_namespace: str) -> None:

@@ -3,7 +3,6 @@ kopf's KopfRunner: resources in, CronJobs and Jobs out, status and Events back."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,16 +10,9 @@ import pytest
 from herald_operator.metrics import REGISTRY
 from herald_testing.kube import KubeControlPlane, KubeTools, wait_until
 
-from .kube_helpers import Cluster, campaign_body, install_crds, running_operator, schedule_body
+from .kube_helpers import Cluster, campaign_body, running_operator, schedule_body
 
 pytestmark = [pytest.mark.kube, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def kube_api(kube_control_plane: KubeControlPlane) -> Iterator[Any]:
-    with kube_control_plane.api_client() as api:
-        install_crds(api)
-        yield api
 
 
 @pytest.fixture
