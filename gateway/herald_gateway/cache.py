@@ -8,12 +8,14 @@ cache is then bypassed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from herald_common.events import Envelope, NotificationCreated
+from herald_common.redis_client import inbox_version_key
 from prometheus_client import Counter
 
 log = logging.getLogger(__name__)
@@ -26,14 +28,42 @@ INVALIDATIONS = Counter(
 ME, RECOMMENDATIONS, UNREAD, UNSEEN, INBOX = "me", "recommendations", "unread", "unseen", "inbox"
 ENTITIES = (ME, RECOMMENDATIONS, UNREAD, UNSEEN, INBOX)
 # Every inbox change (new, read, seen, archived, snoozed, woken, deleted) moves the
-# counts and the pages. These reads also carry the user's inbox version
+# counts and the pages. These values also carry the user's inbox version
 # (herald_common.redis_client.inbox_version_key), which the notifications service bumps
 # before it pushes a change, so a push never races an event-driven invalidation.
 COUNTS = (UNREAD, UNSEEN, INBOX)
 
 
+# The root query fields whose answers come only from cached entities, and those entities:
+# an operation made of these alone is cached whole (OPERATION), keyed by its text,
+# variables and the generations of every entity it reads.
+ROOT_ENTITIES: dict[str, tuple[str, ...]] = {
+    "__typename": (),
+    "me": (ME,),
+    "recommendations": (RECOMMENDATIONS,),
+    "unreadCount": (UNREAD,),
+    "unseenCount": (UNSEEN,),
+    "notifications": (INBOX,),
+}
+OPERATION = "operation"
+
+
+def operation_entities(root_fields: frozenset[str] | None) -> tuple[str, ...] | None:
+    """The entities a query with these root fields reads, or None when it reads anything
+    else (then only its fields' own caches apply)."""
+    if not root_fields or not root_fields <= ROOT_ENTITIES.keys():
+        return None
+    return tuple(sorted({e for f in root_fields for e in ROOT_ENTITIES[f]}))
+
+
 class ResponseCache:
-    """get-or-load per user, plus invalidation."""
+    """get-or-load per user and entity, whole operations, and invalidation.
+
+    A value is stored as ``<generation>\n<json>`` under a key without the generation;
+    one MGET reads the generation counters and the value together, and a value whose
+    stamp is not the current generation is a miss. A value computed while an
+    invalidation raced past is stamped with the old generation, so it is never served.
+    """
 
     def __init__(
         self, redis: Any, ttl_seconds: int = 60, enabled: bool = True, prefix: str = "herald:gw"
@@ -46,8 +76,33 @@ class ResponseCache:
     def _gen_key(self, entity: str, user_id: str) -> str:
         return f"{self.prefix}:gen:{entity}:{user_id}"
 
-    def _value_key(self, entity: str, user_id: str, gen: str, variant: str) -> str:
-        return f"{self.prefix}:{entity}:{user_id}:{gen}:{variant}"
+    def _value_key(self, entity: str, user_id: str, variant: str) -> str:
+        return f"{self.prefix}:{entity}:{user_id}:{variant}"
+
+    def _gen_keys(self, entities: tuple[str, ...], user_id: str) -> list[str]:
+        """The counters a value of ``entities`` depends on: a generation per entity and,
+        for the inbox entities, the user's inbox version (which the notifications service
+        bumps before it pushes a change)."""
+        keys = [self._gen_key(e, user_id) for e in entities]
+        if any(e in COUNTS for e in entities):
+            keys.append(inbox_version_key(user_id))
+        return keys
+
+    async def _read(self, gen_keys: list[str], value_key: str) -> tuple[str, str | None]:
+        """``(generation, json)`` in one round trip; json is None on a miss."""
+        *gens, raw = await self.redis.mget([*gen_keys, value_key])
+        gen = ".".join(g or "0" for g in gens)
+        if raw is not None:
+            stamp, _, body = raw.partition("\n")
+            if stamp == gen:
+                return gen, body
+        return gen, None
+
+    async def _write(self, value_key: str, gen: str, body: str) -> None:
+        try:
+            await self.redis.set(value_key, f"{gen}\n{body}", ex=self.ttl)
+        except Exception:
+            log.warning("cache write failed", exc_info=True)
 
     async def get_or_load(
         self,
@@ -55,20 +110,13 @@ class ResponseCache:
         user_id: str,
         load: Callable[[], Awaitable[Any]],
         variant: str = "",
-        version_key: str | None = None,
     ) -> Any:
-        """The cached value, or ``load()``'s result (then cached). Errors are not cached.
-        ``version_key`` names a counter that other components bump on a change: its value
-        is part of the key, read (with the generation) before ``load()``."""
+        """The cached value, or ``load()``'s result (then cached). Errors are not cached."""
         if not self.enabled:
             return await load()
-        gen = "0"
+        value_key = self._value_key(entity, user_id, variant)
         try:
-            keys = [self._gen_key(entity, user_id)]
-            if version_key is not None:
-                keys.append(version_key)
-            gen = ".".join(v or "0" for v in await self.redis.mget(keys))
-            raw = await self.redis.get(self._value_key(entity, user_id, gen, variant))
+            gen, raw = await self._read(self._gen_keys((entity,), user_id), value_key)
         except Exception:
             log.warning("cache read failed", exc_info=True)
             CACHE.labels(entity, "error").inc()
@@ -78,13 +126,37 @@ class ResponseCache:
             return json.loads(raw)
         CACHE.labels(entity, "miss").inc()
         value = await load()
-        try:
-            await self.redis.set(
-                self._value_key(entity, user_id, gen, variant), json.dumps(value), ex=self.ttl
-            )
-        except Exception:
-            log.warning("cache write failed", exc_info=True)
+        await self._write(value_key, gen, json.dumps(value))
         return value
+
+    async def get_or_execute(
+        self,
+        user_id: str,
+        entities: tuple[str, ...],
+        operation: str,
+        execute: Callable[[], Awaitable[dict[str, Any]]],
+    ) -> str | dict[str, Any]:
+        """A whole query's answer: the cached JSON text, or ``execute()``'s result, cached
+        when it has data and no errors. ``operation`` identifies the document, operation
+        name and variables."""
+        if not self.enabled:
+            return await execute()
+        variant = hashlib.blake2b(operation.encode(), digest_size=16).hexdigest()
+        value_key = self._value_key(OPERATION, user_id, variant)
+        try:
+            gen, raw = await self._read(self._gen_keys(entities, user_id), value_key)
+        except Exception:
+            log.warning("cache read failed", exc_info=True)
+            CACHE.labels(OPERATION, "error").inc()
+            return await execute()
+        if raw is not None:
+            CACHE.labels(OPERATION, "hit").inc()
+            return raw
+        CACHE.labels(OPERATION, "miss").inc()
+        result = await execute()
+        if set(result) == {"data"} and result["data"] is not None:
+            await self._write(value_key, gen, json.dumps(result, separators=(",", ":")))
+        return result
 
     async def invalidate(self, user_id: str, entities: tuple[str, ...], reason: str) -> None:
         if not self.enabled or not user_id:

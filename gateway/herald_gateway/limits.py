@@ -212,6 +212,27 @@ def _value(node: Any, variables: dict[str, Any]) -> Any:
     return repr(node)
 
 
+def _operation(
+    document: Any, operation_name: str | None
+) -> tuple[OperationDefinitionNode | None, dict[str, FragmentDefinitionNode]]:
+    """The operation that will run (None unless exactly one matches) and the fragments."""
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if operation_name:
+        operations = [o for o in operations if o.name and o.name.value == operation_name]
+    return (operations[0] if len(operations) == 1 else None), fragments
+
+
+def root_field_names(document: Any, operation_name: str | None) -> frozenset[str] | None:
+    """The root fields of the operation that will run (fragments expanded)."""
+    op, fragments = _operation(document, operation_name)
+    if op is None:
+        return None
+    return frozenset(f.name.value for f in _root_fields(op.selection_set, fragments, frozenset()))
+
+
 def _root_fields(
     selection_set: Any, fragments: dict[str, FragmentDefinitionNode], seen: frozenset[str]
 ) -> list[FieldNode]:
@@ -261,15 +282,9 @@ def estimate_calls(
 ) -> CallEstimate:
     """Service calls and mutation fields of the operation that will run."""
     variables = variables or {}
-    fragments = {
-        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
-    }
-    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-    if operation_name:
-        operations = [o for o in operations if o.name and o.name.value == operation_name]
-    if len(operations) != 1:
+    op, fragments = _operation(document, operation_name)
+    if op is None:
         return CallEstimate(0, 0, 0)
-    op = operations[0]
     fields = [
         f
         for f in _root_fields(op.selection_set, fragments, frozenset())

@@ -6,11 +6,13 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from herald_common.events import UserPreferencesUpdated, make_event
+from herald_common.events import NotificationRead, UserPreferencesUpdated, make_event
 from herald_common.preferences import Preferences
 from herald_testing import eventually
 
-from herald_gateway.cache import CACHE
+from herald_gateway.cache import CACHE, OPERATION, operation_entities
+from herald_gateway.engine import get_engine, parse
+from herald_gateway.limits import root_field_names
 
 pytestmark = pytest.mark.integration
 
@@ -26,11 +28,12 @@ async def test_me_cached_and_invalidated_by_own_mutation_and_events(
     user = f"cache-{unique}"
     calls = gw.recorders["users"].calls
     q = "{ me { preferences { promotions timezone } } }"
-    misses, hits = cache_count("me", "miss"), cache_count("me", "hit")
+    misses, hits = cache_count("me", "miss"), cache_count(OPERATION, "hit")
     assert (await gw.gql(q, user=user)).json()["data"]["me"]["preferences"]["promotions"] is True
     await gw.gql(q, user=user)
     assert calls["GET /v1/users/me"] == 1
-    assert cache_count("me", "miss") == misses + 1 and cache_count("me", "hit") == hits + 1
+    # The second answer is the whole cached operation: no resolver ran.
+    assert cache_count("me", "miss") == misses + 1 and cache_count(OPERATION, "hit") == hits + 1
 
     r = await gw.gql(
         'mutation { updatePreferences(input: {promotions: false, timezone: "Europe/Paris"}) '
@@ -77,6 +80,85 @@ async def test_unread_count_cache_dropped_after_mark_all_read(gateway_factory, u
         "markAllNotificationsRead": 3
     }
     assert (await gw.gql("{ unreadCount }", user=user)).json()["data"]["unreadCount"] == 0
+
+
+INBOX_QUERY = "{ unreadCount notifications(first: 20) { edges { node { id type read } } } }"
+
+
+async def test_a_whole_query_is_cached_and_dropped_by_an_inbox_event(
+    gateway_factory, broker_for, unique
+) -> None:
+    gw = await gateway_factory()
+    user = f"whole-{unique}"
+    calls = gw.recorders["notifications"].calls
+    hits, misses = cache_count(OPERATION, "hit"), cache_count(OPERATION, "miss")
+    first = await gw.gql(INBOX_QUERY, user=user)
+    again = await gw.gql(INBOX_QUERY, user=user)
+    assert again.status_code == 200 and again.headers["content-type"] == "application/json"
+    assert again.json() == first.json() and first.json()["data"]["unreadCount"] == 3
+    assert calls["GET /v1/notifications"] == 1 and calls["GET /v1/notifications/unread-count"] == 1
+    assert cache_count(OPERATION, "miss") == misses + 1
+    assert cache_count(OPERATION, "hit") == hits + 1
+    # Another user, other variables or another operation name are entries of their own.
+    await gw.gql(INBOX_QUERY, user=f"{user}-b")
+    await gw.gql(
+        "query($n: Int) { notifications(first: $n) { edges { node { id } } } }", {"n": 5}, user=user
+    )
+    await gw.gql(
+        "query($n: Int) { notifications(first: $n) { edges { node { id } } } }", {"n": 6}, user=user
+    )
+    assert cache_count(OPERATION, "miss") == misses + 4
+
+    # A notification event about the user makes the cached answer stale at once.
+    broker = await broker_for(gw.settings, source="notifications")
+    event = make_event(
+        "notification.read",
+        NotificationRead(notification_ids=["n1"], user_id=user, read_at=datetime.now(UTC)),
+        source="notifications",
+    )
+    await broker.publish(event)
+
+    async def refetched() -> bool:
+        await gw.gql(INBOX_QUERY, user=user)
+        return calls["GET /v1/notifications/unread-count"] == 3
+
+    await eventually(refetched, timeout=10, interval=0.1)
+
+
+async def test_queries_that_are_not_cached_whole(gateway_factory, unique) -> None:
+    gw = await gateway_factory()
+    user = f"partial-{unique}"
+    calls = gw.recorders["scheduler"].calls
+    misses = cache_count(OPERATION, "miss")
+    # A field outside the cached entities (orders) keeps the operation out of the cache.
+    mixed = "{ me { name } orders(first: 2) { id } }"
+    for _ in range(2):
+        assert "errors" not in (await gw.gql(mixed, user=user)).json()
+    assert calls["GET /v1/orders/me"] == 2
+    # An answer with errors is never cached; anonymous callers are not cached per user.
+    bad_page = "{ notifications(first: 0) { edges { node { id } } } }"
+    for _ in range(2):
+        assert (await gw.gql(bad_page, user=user)).json()["errors"]
+        assert (await gw.gql(INBOX_QUERY, user=None)).json()["errors"]
+    assert cache_count(OPERATION, "miss") == misses + 2
+    assert (await gw.gql(bad_page, user=user)).json()["errors"]
+
+
+async def test_operation_entities_from_the_document() -> None:
+    engine = await get_engine()
+
+    def entities(query: str, name: str | None = None):
+        document, errors = parse(engine, query)
+        assert not errors
+        return operation_entities(root_field_names(document, name))
+
+    assert entities(INBOX_QUERY) == ("inbox", "unread")
+    assert entities("{ me { name } recommendations { productId } }") == ("me", "recommendations")
+    assert entities("query A { me { name } } query B { orders { id } }", "A") == ("me",)
+    assert entities("query A { me { name } } query B { orders { id } }", "B") is None
+    assert entities("{ ...F } fragment F on Query { unseenCount }") == ("unseen",)
+    assert entities('{ me { name } products(ids: ["p1"]) { id } }') is None
+    assert entities("{ __typename }") == ()
 
 
 async def test_track_activity_publishes_enriched_batch(gateway_factory, broker_for, unique) -> None:

@@ -6,7 +6,6 @@ import asyncio
 import json
 from typing import Any
 
-from herald_common.redis_client import inbox_version_key
 from tartiflette import Resolver
 
 from herald_gateway import mapping
@@ -60,7 +59,6 @@ async def resolve_notifications(
         user.user_id,
         lambda: notifications.list(ctx.call, **params),
         variant=json.dumps(params, sort_keys=True),
-        version_key=inbox_version_key(user.user_id),
     )
     return mapping.connection(page)
 
@@ -77,7 +75,6 @@ async def resolve_unread_count(
         UNREAD,
         user.user_id,
         lambda: services.notifications.unread_count(ctx.call),
-        version_key=inbox_version_key(user.user_id),
     )
     return int(count)
 
@@ -94,7 +91,6 @@ async def resolve_unseen_count(
         UNSEEN,
         user.user_id,
         lambda: services.notifications.unseen_count(ctx.call),
-        version_key=inbox_version_key(user.user_id),
     )
     return int(count)
 

@@ -23,7 +23,7 @@ from herald_gateway.gateway import Gateway
 from herald_gateway.inputs import decode_json
 from herald_gateway.transport.operation import (
     RequestRefused,
-    execute,
+    answer,
     is_request_error,
     prepare,
 )
@@ -125,9 +125,11 @@ async def _run(gateway: Gateway, request: Request, body: Any, allowed: tuple[str
     )
     try:
         op = await prepare(ctx, body, caller=caller, allowed=allowed)
-        result = await execute(ctx, op)
+        result = await answer(ctx, op)
     except RequestRefused as exc:
         return _refused(exc)
+    if isinstance(result, str):  # a cached answer: data, no errors
+        return Response(result, media_type="application/json")
     status = 400 if is_request_error(result) else 200
     count_errors(result.get("errors"))
     return JSONResponse(result, status_code=status)

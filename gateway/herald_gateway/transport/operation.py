@@ -8,17 +8,19 @@ a document that does not parse, validate or fit the limits never reaches a servi
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any
 
 from herald_gateway.budget import CallBudget
+from herald_gateway.cache import operation_entities
 from herald_gateway.config import GatewaySettings
 from herald_gateway.context import RequestContext
 from herald_gateway.engine import get_engine, operation_type, parse
 from herald_gateway.errors import GraphQLFailure, request_error
 from herald_gateway.inputs import check_document, check_variables, has_lone_surrogate
-from herald_gateway.limits import enforce, enforce_calls
+from herald_gateway.limits import enforce, enforce_calls, root_field_names
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,8 @@ class Prepared:
     variables: dict[str, Any] | None
     operation_name: str | None
     kind: str
+    # What a query reads when its whole answer can be cached (herald_gateway.cache).
+    entities: tuple[str, ...] | None = None
 
 
 class RequestRefused(Exception):
@@ -147,7 +151,10 @@ async def prepare(
     except GraphQLFailure as exc:
         raise RequestRefused.of(exc) from None
     ctx.budget = CallBudget(settings.max_service_calls_per_request, caller, ctx.gateway.slots)
-    return Prepared(query=query, variables=variables, operation_name=name, kind=kind)
+    entities = operation_entities(root_field_names(document, name)) if kind == "query" else None
+    return Prepared(
+        query=query, variables=variables, operation_name=name, kind=kind, entities=entities
+    )
 
 
 async def execute(ctx: RequestContext, op: Prepared) -> dict[str, Any]:
@@ -172,6 +179,20 @@ async def execute(ctx: RequestContext, op: Prepared) -> dict[str, Any]:
     except GraphQLFailure as exc:
         raise RequestRefused.of(exc, 429) from None
     return result
+
+
+async def answer(ctx: RequestContext, op: Prepared) -> str | dict[str, Any]:
+    """:func:`execute`, through the whole-operation cache when the query reads only cached
+    per-user entities: the cached JSON text, or the result."""
+    principal = ctx.principal
+    if op.entities is None or principal is None or ctx.auth_error is not None:
+        return await execute(ctx, op)
+    operation = json.dumps(
+        [op.query, op.operation_name, op.variables], sort_keys=True, separators=(",", ":")
+    )
+    return await ctx.gateway.cache.get_or_execute(
+        principal.user_id, op.entities, operation, lambda: execute(ctx, op)
+    )
 
 
 def is_request_error(result: dict[str, Any]) -> bool:

@@ -36,7 +36,7 @@ from herald_gateway.errors import GraphQLFailure, count_errors, log_unexpected
 from herald_gateway.gateway import Gateway
 from herald_gateway.inputs import decode_json
 from herald_gateway.revocations import TokenWatch
-from herald_gateway.transport.operation import RequestRefused, execute, prepare
+from herald_gateway.transport.operation import RequestRefused, answer, prepare
 
 log = logging.getLogger(__name__)
 
@@ -313,12 +313,14 @@ class _Session:
                 return
             if op.kind != "subscription":
                 try:
-                    result = await execute(ctx, op)
+                    result = await answer(ctx, op)
                 except RequestRefused as exc:
                     errored = True
                     await self.send_errors(op_id, exc.errors)
                     return
-                await self.send_result(op_id, result)
+                await self.send_result(
+                    op_id, json.loads(result) if isinstance(result, str) else result
+                )
             else:
                 try:
                     ctx.user()

@@ -12,6 +12,7 @@ import hashlib
 import json
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -27,6 +28,8 @@ from herald_common.errors import Unauthenticated, Unavailable
 from herald_common.redis_client import revoked_key
 
 ALGORITHM = "RS256"
+# Verified tokens remembered per process (TokenVerifier): the most recently used.
+VERIFIED_TOKENS = 10_000
 TokenType = Literal["access", "refresh"]
 
 
@@ -141,6 +144,8 @@ class TokenVerifier:
         self.leeway = leeway
         self.refresh_seconds = jwks_refresh_seconds
         self._keys: dict[str, Any] = {}
+        # Claims of tokens whose signature was checked: (claims, good until, monotonic).
+        self._verified: OrderedDict[str, tuple[dict[str, Any], float]] = OrderedDict()
         self._fetched_at = 0.0
         self._lock = asyncio.Lock()
         if public_pem:
@@ -184,8 +189,26 @@ class TokenVerifier:
             return self._keys[kid]
         raise Unauthenticated("token signed by an unknown key")
 
-    async def decode(self, token: str, expected: TokenType = "access") -> dict[str, Any]:
-        """Verified claims of ``token``; raises :class:`Unauthenticated` otherwise."""
+    def _remembered(self, token: str) -> dict[str, Any] | None:
+        """Claims of a token verified before, while it is unexpired and the signing keys
+        it was checked with are no older than one JWKS refresh."""
+        entry = self._verified.get(token)
+        if entry is None:
+            return None
+        claims, until = entry
+        if time.monotonic() >= until or time.time() >= claims["exp"]:
+            del self._verified[token]
+            return None
+        self._verified.move_to_end(token)
+        return claims
+
+    def _remember(self, token: str, claims: dict[str, Any]) -> None:
+        self._verified[token] = (claims, time.monotonic() + self.refresh_seconds)
+        if len(self._verified) > VERIFIED_TOKENS:
+            self._verified.popitem(last=False)
+
+    async def _checked_claims(self, token: str) -> dict[str, Any]:
+        """The claims of a token whose signature, issuer, audience and times check out."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -194,7 +217,7 @@ class TokenVerifier:
             raise Unauthenticated(f"token algorithm {header.get('alg')!r} is not accepted")
         key = await self._key_for(header.get("kid"))
         try:
-            claims = jwt.decode(
+            claims: dict[str, Any] = jwt.decode(
                 token,
                 key,
                 algorithms=[ALGORITHM],
@@ -207,6 +230,17 @@ class TokenVerifier:
             raise Unauthenticated("token expired") from exc
         except jwt.PyJWTError as exc:
             raise Unauthenticated(f"invalid token: {exc}") from exc
+        return claims
+
+    async def decode(self, token: str, expected: TokenType = "access") -> dict[str, Any]:
+        """Verified claims of ``token``; raises :class:`Unauthenticated` otherwise.
+
+        The signature check is remembered per token (bounded, until the token expires
+        or one JWKS refresh has passed); the revocation check runs on every call."""
+        claims = self._remembered(token)
+        if claims is None:
+            claims = await self._checked_claims(token)
+            self._remember(token, claims)
         if claims.get("typ") != expected:
             raise Unauthenticated(f"a {claims.get('typ')} token cannot be used as {expected} token")
         if self.redis is not None:

@@ -2,6 +2,7 @@
 
 import base64
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
 import jwt
@@ -86,6 +87,32 @@ async def test_other_signer_refused(verifier) -> None:
 async def test_garbage(verifier) -> None:
     with pytest.raises(Unauthenticated, match="malformed"):
         await verifier.verify("definitely.not.ajwt")
+
+
+async def test_a_signature_is_checked_once_per_token_while_it_is_valid(
+    issuer, verifier, monkeypatch
+) -> None:
+    calls = []
+    real_decode = jwt.decode
+
+    def counting(*args, **kwargs):
+        calls.append(args[0])
+        return real_decode(*args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting)
+    token, claims = issuer.issue("u1", ttl=timedelta(minutes=5))
+    refresh, _ = issuer.issue("u1", token_type="refresh", ttl=timedelta(days=1))
+    for _ in range(3):
+        assert (await verifier.verify(token)).user_id == "u1"
+        # A remembered refresh token is still no access token.
+        with pytest.raises(Unauthenticated, match="refresh token cannot be used as access"):
+            await verifier.verify(refresh)
+    assert calls == [token, refresh]
+    # Past its expiry a remembered token is checked again (and then refused as expired).
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + 3600)
+    await verifier.verify(token)
+    assert calls == [token, refresh, token]
 
 
 def test_jwks_has_kid_and_alg(issuer) -> None:
