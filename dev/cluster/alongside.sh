@@ -64,7 +64,8 @@ cluster_pid=$!
 trap 'kill -TERM "$cluster_pid" 2>/dev/null; wait "$cluster_pid" 2>/dev/null; exit 130' INT TERM
 log "cluster tests run in the background (log: ${TESTS_LOG#"$REPO_ROOT"/})"
 
-"$PY" -m pytest --ignore=tests/cluster "${PARALLEL[@]}" "$@"
+# The slowest tests are listed at the end: where the suite's time goes.
+"$PY" -m pytest --ignore=tests/cluster --durations=40 "${PARALLEL[@]}" "$@"
 suite_rc=$?
 log "the rest of the suite is done in $((SECONDS - t0))s (exit $suite_rc); waiting for the cluster tests"
 wait "$cluster_pid"

@@ -129,7 +129,11 @@ class Consumer:
         await self._ack(message)
         EVENTS_CONSUMED.labels(svc, queue, event.type, "ok").inc()
 
+    def _settled(self, message: AbstractIncomingMessage) -> None:
+        """``message`` was acked or rejected (subclasses track what is outstanding)."""
+
     async def _ack(self, message: AbstractIncomingMessage) -> None:
+        self._settled(message)
         try:
             await message.ack()
         except Exception:
@@ -205,9 +209,10 @@ class Consumer:
             )
         except Exception:
             log.exception("could not forward message; requeueing it")
+            self._settled(message)
             await message.nack(requeue=True)
             return
-        await message.ack()
+        await self._ack(message)
 
 
 class BatchConsumer(Consumer):
@@ -246,6 +251,9 @@ class BatchConsumer(Consumer):
         self._flusher: asyncio.Task[None] | None = None
         self.concurrency = concurrency
         self._in_progress: set[asyncio.Task[None]] = set()
+        # Delivery tags of this channel not yet acked or rejected: a batch that holds
+        # every one of them up to its last tag is acked with one multiple-ack.
+        self._unsettled: set[int] = set()
 
     async def start(self) -> None:
         self._flusher = asyncio.create_task(self._run(), name=f"batch-consumer-{self.spec.name}")
@@ -257,9 +265,16 @@ class BatchConsumer(Consumer):
         self._in_progress.clear()
         # Unacknowledged messages still buffered return to the queue with the channel.
         self._pending.clear()
+        self._unsettled.clear()
         await super().stop()
 
+    def _settled(self, message: AbstractIncomingMessage) -> None:
+        if message.delivery_tag is not None:
+            self._unsettled.discard(message.delivery_tag)
+
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        if message.delivery_tag is not None:
+            self._unsettled.add(message.delivery_tag)
         parsed = await self._parse(message)
         if parsed is not None:
             self._pending.append((message, *parsed))
@@ -331,6 +346,22 @@ class BatchConsumer(Consumer):
             return
         finally:
             HANDLER_LATENCY.labels(svc, queue, "batch").observe(time.perf_counter() - started)
-        for message, _, event in batch:
-            await self._ack(message)
+        await self._ack_batch([message for message, _, _ in batch])
+        for _, _, event in batch:
             EVENTS_CONSUMED.labels(svc, queue, event.type, "ok").inc()
+
+    async def _ack_batch(self, messages: list[AbstractIncomingMessage]) -> None:
+        """One multiple-ack when the batch holds every unsettled delivery up to its last
+        tag (one batch at a time, no message of another batch in between); else one ack
+        per message."""
+        tags = {m.delivery_tag for m in messages if m.delivery_tag is not None}
+        last = max(tags, default=0)
+        if len(tags) != len(messages) or {t for t in self._unsettled if t <= last} != tags:
+            for message in messages:
+                await self._ack(message)
+            return
+        try:
+            await next(m for m in messages if m.delivery_tag == last).ack(multiple=True)
+        except Exception:
+            log.warning("ack failed; the messages will be redelivered", exc_info=True)
+        self._unsettled.difference_update(tags)

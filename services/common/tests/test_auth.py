@@ -100,7 +100,7 @@ async def test_a_signature_is_checked_once_per_token_while_it_is_valid(
         return real_decode(*args, **kwargs)
 
     monkeypatch.setattr(jwt, "decode", counting)
-    token, claims = issuer.issue("u1", ttl=timedelta(minutes=5))
+    token, _ = issuer.issue("u1", ttl=timedelta(minutes=5))
     refresh, _ = issuer.issue("u1", token_type="refresh", ttl=timedelta(days=1))
     for _ in range(3):
         assert (await verifier.verify(token)).user_id == "u1"

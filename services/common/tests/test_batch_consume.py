@@ -4,6 +4,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from aio_pika.message import IncomingMessage
 from herald_common.events import Envelope, NotificationRequested, make_event
 from herald_common.messaging import PermanentError, QueueSpec
 from herald_testing import eventually
@@ -50,6 +51,44 @@ async def test_a_backlog_arrives_in_batches_each_message_once(broker_for, unique
     assert max(len(b) for b in batches) == 100
     assert all(len(b) <= 100 for b in batches)
     assert await broker.queue_depth(queue) == 0
+
+
+async def test_a_batch_is_acked_with_one_multiple_ack(broker_for, unique, monkeypatch):
+    acks: list[bool] = []
+    real_ack = IncomingMessage.ack
+
+    async def ack(self: IncomingMessage, multiple: bool = False) -> None:
+        acks.append(multiple)
+        await real_ack(self, multiple=multiple)
+
+    monkeypatch.setattr(IncomingMessage, "ack", ack)
+    broker = await broker_for()
+    queue = f"batch-ack.{unique}"
+    await broker.declare_queue(
+        QueueSpec(queue, ["notification.requested"], broker.settings.retry_delays_ms)
+    )
+    for i in range(250):
+        if i == 120:  # dead-lettered (and acked) on its own as it arrives
+            bad = json.loads(_request("bad").to_bytes())
+            bad["payload"]["type"] = "carrier-pigeon"
+            await broker.publish_raw(json.dumps(bad).encode(), routing_key="notification.requested")
+        await broker.publish(_request(f"k{i}"))
+    batches: list[int] = []
+
+    async def handler(events: list[Envelope]) -> None:
+        batches.append(len(events))
+
+    await broker.consume_batch(
+        queue, ["notification.requested"], handler, max_batch=100, max_wait_ms=500
+    )
+    await eventually(lambda: sum(batches) >= 250)
+    await eventually(lambda: len(acks) >= len(batches) + 1)
+    assert acks.count(True) == len(batches) and acks.count(False) == 1, (acks, batches)
+    # Really acknowledged: with the consumer gone nothing comes back to the queue.
+    await broker.close()
+    other = await broker_for()
+    assert await other.queue_depth(queue) == 0
+    assert await other.queue_depth(f"{queue}.dlq") == 1
 
 
 async def test_malformed_message_is_dead_lettered_alone(broker_for, unique):
