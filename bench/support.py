@@ -15,7 +15,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -31,6 +30,7 @@ from urllib.parse import urlparse, urlunparse
 import httpx
 import psutil
 from herald_common.auth import TokenIssuer, generate_private_key_pem
+from herald_testing.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "RESULTS.md"
@@ -65,12 +65,6 @@ def results_path() -> Path:
     """``bench/RESULTS.md``, or ``HERALD_BENCH_RESULTS`` (the smoke tests write elsewhere);
     plots go next to it."""
     return Path(os.environ.get("HERALD_BENCH_RESULTS", RESULTS))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -5,12 +5,12 @@ start-up failure, timeout, stop (also of a process that ignores SIGTERM)."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from herald_testing.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 LIB = ROOT / "dev/lib/supervise.sh"
@@ -25,12 +25,6 @@ def sh(script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         timeout=180,
         check=False,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def alive(pid: int) -> bool:

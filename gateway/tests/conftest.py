@@ -7,7 +7,6 @@ ASGI stand-ins from :mod:`standins`, reached through the gateway's own pooled cl
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -17,6 +16,7 @@ import httpx
 import pytest
 import uvicorn
 from herald_common.auth import TokenIssuer, TokenVerifier, generate_private_key_pem
+from herald_testing.ports import free_port
 
 from herald_gateway.config import GatewaySettings
 from herald_gateway.main import create_app
@@ -29,12 +29,6 @@ ISSUER = TokenIssuer(generate_private_key_pem(), issuer="herald-users", audience
 def token(user_id: str = "u1", roles: tuple[str, ...] = ()) -> str:
     value, _ = ISSUER.issue(user_id, roles=roles, ttl=timedelta(minutes=10))
     return value
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

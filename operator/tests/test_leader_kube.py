@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import socket
 import threading
 import time
 import urllib.error
@@ -18,6 +17,7 @@ from herald_operator.cli import run
 from herald_operator.config import OperatorSettings
 from herald_operator.leader import LeaseElector
 from herald_testing.kube import KubeControlPlane, wait_until
+from herald_testing.ports import free_port
 
 from .kube_helpers import Cluster, schedule_body
 
@@ -48,12 +48,6 @@ def test_one_holder_at_a_time_and_takeover_after_expiry(kube_api: Any, kube_name
     assert not a.try_acquire() and not a.leading
     b.release()
     assert a.holder() is None and a.try_acquire()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _probe(port: int, path: str) -> int:
@@ -101,7 +95,7 @@ def test_two_operators_only_one_acts(
     cluster = Cluster(kube_api, kube_namespace)
     monkeypatch.setenv("KUBECONFIG", kube_control_plane.kubeconfig)
 
-    ports = {"replica-a": _free_port(), "replica-b": _free_port()}
+    ports = {"replica-a": free_port(), "replica-b": free_port()}
 
     def settings(identity: str) -> OperatorSettings:
         return OperatorSettings(

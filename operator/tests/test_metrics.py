@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import socket
-
 import httpx
 import kopf
 import pytest
 from herald_operator.health import start_health_server
 from herald_operator.metrics import REGISTRY, reconciling
+from herald_testing.ports import free_port
 
 
 def _count(kind: str, outcome: str) -> float:
@@ -53,9 +52,7 @@ def test_series_exist_before_any_reconcile() -> None:
 
 
 async def test_metrics_are_served_beside_the_probes() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     runner = await start_health_server(port, leading=lambda: True, host="127.0.0.1")
     try:
         with reconciling("NotificationCampaign"):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,17 +21,12 @@ from urllib.parse import urlparse, urlunparse
 
 import httpx
 import pytest
+from herald_testing.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 RUN = REPO / "dev" / "run.sh"
 INFRA = REPO / "dev" / "infra.sh"
 ADMIN = ("admin@herald.local", "herald-admin-local")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _script(script: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 600):

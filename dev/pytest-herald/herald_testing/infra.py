@@ -6,8 +6,13 @@ its own database and its own exchanges, so tests never see each other's data or 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import socket
+import subprocess
+import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -21,6 +26,7 @@ from herald_testing.cleanup import Declarations, delete, implied_names, named_af
 
 # The session's SMTP server is a fixture of this plugin too.
 from herald_testing.mailbox import smtp_server  # noqa: F401
+from herald_testing.ports import free_port, worker_index
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 S = TypeVar("S", bound=HeraldSettings)
@@ -56,8 +62,13 @@ def _reachable(url: str, default_port: int) -> bool:
 
 
 @pytest.fixture(scope="session")
-def infra() -> dict[str, str]:
-    """URLs of the running servers; fails clearly when they are not up."""
+def infra() -> Iterator[dict[str, str]]:
+    """URLs of the running servers; fails clearly when they are not up.
+
+    Under pytest-xdist each worker gets a Redis server of its own (:func:`worker_redis`):
+    pub/sub channels and the per-user keys (``herald:notifications:<user>``, inbox
+    versions) are global in a Redis, so tests of two workers using the same user id
+    would hear each other's pushes."""
     env = _infra_env()
     missing = [
         name
@@ -73,7 +84,43 @@ def infra() -> dict[str, str]:
             f"not reachable: {', '.join(missing)}; start them with `dev/infra.sh up`",
             pytrace=False,
         )
-    return env
+    with worker_redis() as url:
+        if url is not None:
+            env["HERALD_REDIS_URL"] = url
+        yield env
+
+
+@contextlib.contextmanager
+def worker_redis() -> Iterator[str | None]:
+    """A throwaway ``redis-server`` (no persistence) for this xdist worker, its URL;
+    None outside xdist (the shared server is used)."""
+    if worker_index() is None:
+        yield None
+        return
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="herald-redis-") as directory:
+        process = subprocess.Popen(  # noqa: S603 - the Debian binary, fixed arguments
+            [
+                binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--dir", directory, "--logfile", "",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 15
+            while not _reachable(f"redis://127.0.0.1:{port}", port):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"the worker's redis-server on port {port} did not start")
+                time.sleep(0.05)
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,6 +18,7 @@ import pytest
 import uvicorn
 from herald_common.redis_client import inbox_version_key, user_channel
 from herald_testing import eventually
+from herald_testing.ports import free_port
 from websockets.asyncio.client import connect
 
 from herald_gateway.config import GatewaySettings
@@ -31,12 +31,6 @@ INBOX = f"""query($archived: Boolean) {{
   unreadCount unseenCount
   notifications(first: 100, archived: $archived) {{ totalCount edges {{ node {{ {NODE} }} }} }}
 }}"""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Shopper:
@@ -96,7 +90,7 @@ class Gateway:
 @pytest.fixture
 async def gw(harness, make_settings, issuer, unique) -> AsyncIterator[Gateway]:
     """The gateway on a free port; its notifications client reaches the harness's app."""
-    port = _free_port()
+    port = free_port()
     settings = make_settings(
         GatewaySettings,
         component="gateway",

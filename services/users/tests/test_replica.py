@@ -9,7 +9,6 @@ to a fresh replica: the result must not change.
 import asyncio
 import os
 import random
-import socket
 import sys
 from typing import Any
 
@@ -20,15 +19,10 @@ from herald_common import replica
 from herald_common.db import connect_db, disconnect_db, run_db
 from herald_common.events import Envelope
 from herald_testing import eventually
+from herald_testing.ports import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 PASSWORD = "correct-Horse-battery"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _env(settings, port: int, signing_key: str) -> dict[str, str]:
@@ -79,7 +73,7 @@ async def users_server(users_settings, signing_key):
 
     async def start():
         settings = users_settings()
-        port = _free_port()
+        port = free_port()
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
