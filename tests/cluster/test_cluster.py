@@ -298,11 +298,19 @@ def test_upgrade_rolls_pods_without_losing_notifications(release: Release) -> No
         "6m",
         timeout=500,
     )
-    new_pods = {
-        p["metadata"]["name"]
-        for p in c.get("pods", "-n", ns, "-l", "app.kubernetes.io/component=notifications")["items"]
-    }
-    assert new_pods and not (new_pods & old_pods), "the notifications pods were not rolled"
+
+    def rolled() -> set[str] | None:
+        # helm --wait returns once the new pods are ready; an old one may still be
+        # terminating for its grace period.
+        pods = {
+            p["metadata"]["name"]
+            for p in c.get("pods", "-n", ns, "-l", "app.kubernetes.io/component=notifications")[
+                "items"
+            ]
+        }
+        return pods if pods and not (pods & old_pods) else None
+
+    wait_for(rolled, 120, "the notifications pods rolled: none of the old ones left")
     after = wait_for(lambda: {n["id"] for n in _inbox(release)}, 120, "the inbox after the upgrade")
     assert before <= after
 
