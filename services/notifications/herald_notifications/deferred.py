@@ -61,23 +61,8 @@ def _reevaluate(
     else:
         update.update(outcome="suppressed", reason=decision.reason)
     count_decision(decision.outcome, decision.reason, request.type)
-    unchanged = (
-        update.get("outcome") == "deferred"
-        and record.get("outcome") == "deferred"
-        and record.get("reason") == update.get("reason")
-        and _same_time(record.get("deliver_at"), update.get("deliver_at"))
-    )
-    # Deciding again to defer to the same time is no new step in the record's history.
-    entry = None if unchanged else history_entry(decision, now)
-    delivery_store.decided_again(record["_id"], update, entry)
+    delivery_store.decided_again(record["_id"], update, history_entry(decision, now))
     return created, existing
-
-
-def _same_time(a: datetime | None, b: datetime | None) -> bool:
-    """Equal UTC instants, whether or not the stored one came back naive."""
-    if a is None or b is None:
-        return a is b
-    return a.replace(tzinfo=None) == b.replace(tzinfo=None)
 
 
 def release_due(
