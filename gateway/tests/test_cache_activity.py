@@ -21,6 +21,23 @@ def cache_count(entity: str, result: str) -> float:
     return CACHE.labels(entity, result)._value.get()
 
 
+async def _stale_after(
+    gw, broker_for, event_type: str, payload, source: str, query: str, user: str
+) -> None:
+    """Publish an event about ``user`` as ``source``, then re-send ``query`` until the
+    gateway asks its service again (the cached answer was dropped)."""
+    service = gw.recorders[source]
+    broker = await broker_for(gw.settings, source=source)
+    before = service.total()
+    await broker.publish(make_event(event_type, payload, source=source))
+
+    async def refetched() -> bool:
+        await gw.gql(query, user=user)
+        return service.total() > before
+
+    await eventually(refetched, timeout=10, interval=0.1)
+
+
 async def test_me_cached_and_invalidated_by_own_mutation_and_events(
     gateway_factory, broker_for, unique
 ) -> None:
@@ -55,21 +72,11 @@ async def test_me_cached_and_invalidated_by_own_mutation_and_events(
     # An event about the user (e.g. a change made elsewhere) drops the cached profile.
     await gw.gql(q, user=user)
     assert calls["GET /v1/users/me"] == 2
-    broker = await broker_for(gw.settings, source="users")
-    event = make_event(
-        "user.preferences_updated",
-        UserPreferencesUpdated(
-            user_id=user, name="x", email="x@example.com", preferences=Preferences(), revision=3
-        ),
-        source="users",
+    payload = UserPreferencesUpdated(
+        user_id=user, name="x", email="x@example.com", preferences=Preferences(), revision=3
     )
-    await broker.publish(event)
-
-    async def refetched() -> bool:
-        await gw.gql(q, user=user)
-        return calls["GET /v1/users/me"] == 3
-
-    await eventually(refetched, timeout=10, interval=0.1)
+    await _stale_after(gw, broker_for, "user.preferences_updated", payload, "users", q, user)
+    assert calls["GET /v1/users/me"] == 3
 
 
 async def test_unread_count_cache_dropped_after_mark_all_read(gateway_factory, unique) -> None:
@@ -110,19 +117,11 @@ async def test_a_whole_query_is_cached_and_dropped_by_an_inbox_event(
     assert cache_count(OPERATION, "miss") == misses + 4
 
     # A notification event about the user makes the cached answer stale at once.
-    broker = await broker_for(gw.settings, source="notifications")
-    event = make_event(
-        "notification.read",
-        NotificationRead(notification_ids=["n1"], user_id=user, read_at=datetime.now(UTC)),
-        source="notifications",
+    payload = NotificationRead(notification_ids=["n1"], user_id=user, read_at=datetime.now(UTC))
+    await _stale_after(
+        gw, broker_for, "notification.read", payload, "notifications", INBOX_QUERY, user
     )
-    await broker.publish(event)
-
-    async def refetched() -> bool:
-        await gw.gql(INBOX_QUERY, user=user)
-        return calls["GET /v1/notifications/unread-count"] == 3
-
-    await eventually(refetched, timeout=10, interval=0.1)
+    assert calls["GET /v1/notifications/unread-count"] == 3
 
 
 async def test_queries_that_are_not_cached_whole(gateway_factory, unique) -> None:
