@@ -16,7 +16,10 @@ Guarantees, with any number of consumer replicas and with redelivery:
   newest version are marked ``replaced``. Whichever request finishes last sees every
   version, so one unread notification per group stays visible (the newest: it is never
   hidden); read ones are never touched. No read-modify-write decides the winner, so this
-  holds with racing replicas.
+  holds with racing replicas. A batch decides its collapsing requests together: in one
+  batch only the newest request of a group is stored (the others are superseded), the
+  groups are read concurrently, versions and notifications are inserted with one write
+  each, and a group is updated only when it has an unread notification to hide.
 * **Daily cap.** Promotions reserve a place in a per-``(user, local day)`` document
   with one conditional update (``n < cap`` and key not yet in it), so concurrent
   replicas cannot exceed the cap and a redelivered request reuses its own place.
@@ -38,13 +41,14 @@ Guarantees, with any number of consumer replicas and with redelivery:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from herald_common import replica
+from herald_common.db import lookup_each
 from herald_common.events import Envelope, NotificationRequested
 from herald_common.preferences import Preferences
 
@@ -117,33 +121,71 @@ def decide_and_reserve(
 # --- collapse groups --------------------------------------------------------------------
 
 
+def _order(request: NotificationRequested) -> tuple[datetime, str]:
+    """A request's place in its collapse group."""
+    return ms(request.requested_at), request.idempotency_key
+
+
+def _group(request: NotificationRequested) -> delivery_store.Group:
+    assert request.collapse_key is not None
+    return request.user_id, request.collapse_key
+
+
+def _look_up(request: NotificationRequested) -> tuple[bool, str | None]:
+    """``(superseded, replaced id)`` of a request: whether its group has a newer request,
+    and the unread notification it will hide."""
+    user_id, collapse_key = _group(request)
+    requested_at, k = _order(request)
+    newest = delivery_store.newest_version(user_id, collapse_key)
+    if newest is None:
+        # A group's notifications go with its versions (retention, user deletion): a
+        # group without one has nothing to replace.
+        return False, None
+    if (newest["requested_at"], newest["idempotency_key"]) > (requested_at, k):
+        return True, None
+    return False, delivery_store.replaced_by(user_id, collapse_key, requested_at, k)
+
+
 def deliver_collapsing(
-    request: NotificationRequested, now: datetime, *, source: str
-) -> tuple[str, dict[str, Any] | None]:
-    """Deliver a request that has a collapse key.
+    requests: Sequence[NotificationRequested], now: datetime, *, source: str
+) -> tuple[list[dict[str, Any]], set[str]]:
+    """Deliver requests that have a collapse key, decided ``deliver``: the notifications
+    created (redeliveries already stored create none) and the idempotency keys of the
+    requests superseded by a newer one of their group (in the batch or stored).
 
-    Returns ``("created", doc)``, ``("duplicate", None)`` (a redelivery: already stored)
-    or ``("superseded", None)`` (a newer request of the group exists).
-
-    Only inserts decide the group's order (one version document per request, unique by
+    Only inserts decide a group's order (one version document per request, unique by
     ``(group, idempotency_key)``), so racing replicas need no atomic read-modify-write:
     whichever finishes last sees every version inserted before it and hides the rest.
+    Per batch: the groups are read concurrently, the versions and the notifications are
+    inserted with one write each, and only groups with something to hide are updated.
     """
-    assert request.collapse_key is not None
-    user_id, collapse_key = request.user_id, request.collapse_key
-    requested_at, key = ms(request.requested_at), request.idempotency_key
-    newest = delivery_store.newest_version(user_id, collapse_key)
-    if newest is not None and (newest["requested_at"], newest["idempotency_key"]) > (
-        requested_at,
-        key,
-    ):
-        return "superseded", None
-    delivery_store.add_version(user_id, collapse_key, requested_at, key, now)
-    replaced = delivery_store.replaced_by(user_id, collapse_key, requested_at, key)
-    doc = build_notification(request, now, source=source, replaced_id=replaced)
-    created = delivery_store.insert_notifications([doc])
-    delivery_store.settle_collapse(user_id, collapse_key)
-    return ("created", created[0]) if created else ("duplicate", None)
+    newest: dict[delivery_store.Group, NotificationRequested] = {}
+    superseded: set[str] = set()
+    for request in requests:
+        group = _group(request)
+        other = newest.get(group)
+        if other is not None:
+            older, request = sorted((other, request), key=_order)
+            superseded.add(older.idempotency_key)
+        newest[group] = request
+    candidates = list(newest.values())
+    looked = lookup_each(_look_up, candidates)
+    winners: list[tuple[NotificationRequested, str | None]] = []
+    for request, (newer_exists, replaced) in zip(candidates, looked, strict=True):
+        if newer_exists:
+            superseded.add(request.idempotency_key)
+        else:
+            winners.append((request, replaced))
+    if not winners:
+        return [], superseded
+    delivery_store.add_versions(
+        [delivery_store.version(*_group(r), *_order(r), now) for r, _ in winners]
+    )
+    created = delivery_store.insert_notifications(
+        [new_notification_doc(r, now, source=source, replaced_id=rid) for r, rid in winners]
+    )
+    delivery_store.settle_collapse(_group(r) for r, _ in winners)
+    return created, superseded
 
 
 def deliver_one(
@@ -152,8 +194,10 @@ def deliver_one(
     """Store one request decided ``deliver`` on its own (a released deferral): the
     notification it created, and ``superseded`` when a newer one of its group won."""
     if request.collapse_key:
-        status, created = deliver_collapsing(request, now, source=source)
-        return (Decision.suppress("superseded") if status == "superseded" else None), created
+        created, superseded = deliver_collapsing([request], now, source=source)
+        if superseded:
+            return Decision.suppress("superseded"), None
+        return None, created[0] if created else None
     inserted = delivery_store.insert_notifications(
         [build_notification(request, now, source=source)]
     )
@@ -194,26 +238,33 @@ def process_requests(
     users = get_users(user_ids) if get_users else replica.get_users(user_ids, include_deleted=True)
 
     plain: list[dict[str, Any]] = []
-    records: list[dict[str, Any]] = []
-    held: list[tuple[NotificationRequested, datetime]] = []
+    collapsing: list[NotificationRequested] = []
+    decided: list[tuple[NotificationRequested, Decision]] = []
+    unsettled: list[delivery_store.Group] = []
     for key, request in unique.items():
         if key in stored:
             # Redelivered after it was stored; finish a collapse an earlier attempt may
             # have left unsettled (crash between insert and settle).
             if request.collapse_key:
-                delivery_store.settle_collapse(request.user_id, request.collapse_key)
+                unsettled.append(_group(request))
             continue
         if key in recorded:
             continue  # already suppressed or deferred: decided once
         decision = decide_and_reserve(request, users.get(request.user_id), now, policy)
         if decision.outcome == "deliver" and request.collapse_key:
-            status, doc = deliver_collapsing(request, now, source=source)
-            if status == "superseded":
-                decision = Decision.suppress("superseded")
-            elif doc is not None:
-                outcome.created.append(doc)
+            collapsing.append(request)
         elif decision.outcome == "deliver":
             plain.append(new_notification_doc(request, now, source=source))
+        decided.append((request, decision))
+    delivery_store.settle_collapse(unsettled)
+    created, superseded = deliver_collapsing(collapsing, now, source=source)
+    outcome.created.extend(created)
+
+    records: list[dict[str, Any]] = []
+    held: list[tuple[NotificationRequested, datetime]] = []
+    for request, decision in decided:
+        if request.idempotency_key in superseded:
+            decision = Decision.suppress("superseded")
         count_decision(decision.outcome, decision.reason, request.type)
         if decision.outcome == "hold" and decision.deliver_at is not None:
             held.append((request, decision.deliver_at))

@@ -15,13 +15,14 @@ from typing import Any
 from herald_common.clock import utc_day
 from herald_common.db import (
     DUPLICATE_KEY,
+    bulk_write,
     collection,
     conditional_upsert,
     insert_all_new,
-    insert_new,
+    lookup_each,
     named,
 )
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateMany
 from pymongo.errors import BulkWriteError
 
 from herald_notifications import digest_store
@@ -149,24 +150,26 @@ def newest_version(user_id: str, collapse_key: str) -> dict[str, Any] | None:
     return doc
 
 
-def add_version(
+def version(
     user_id: str, collapse_key: str, requested_at: datetime, idempotency_key: str, now: datetime
-) -> None:
-    """Record one request of the group (a redelivery that got this far before adds
-    nothing: the version is unique per idempotency key)."""
-    insert_new(
-        named(VERSIONS),
-        {
-            "_id": key(user_id, collapse_key, idempotency_key),
-            "group": key(user_id, collapse_key),
-            "user_id": user_id,
-            "collapse_key": collapse_key,
-            "requested_at": requested_at,
-            "idempotency_key": idempotency_key,
-            "created_at": ms(now),
-            "day": utc_day(now),
-        },
-    )
+) -> dict[str, Any]:
+    """The version document of one request of a group (unique per idempotency key)."""
+    return {
+        "_id": key(user_id, collapse_key, idempotency_key),
+        "group": key(user_id, collapse_key),
+        "user_id": user_id,
+        "collapse_key": collapse_key,
+        "requested_at": requested_at,
+        "idempotency_key": idempotency_key,
+        "created_at": ms(now),
+        "day": utc_day(now),
+    }
+
+
+def add_versions(versions: Sequence[dict[str, Any]]) -> int:
+    """Record requests of their groups in one write (a redelivery that got this far
+    before adds nothing: the version is unique per idempotency key)."""
+    return insert_all_new(named(VERSIONS), versions)
 
 
 def replaced_by(user_id: str, collapse_key: str, requested_at: datetime, k: str) -> str | None:
@@ -179,18 +182,42 @@ def replaced_by(user_id: str, collapse_key: str, requested_at: datetime, k: str)
     return str(doc["_id"]) if doc else None
 
 
-def settle_collapse(user_id: str, collapse_key: str) -> int:
-    """Hide unread notifications of the group older than its newest request."""
-    newest = newest_version(user_id, collapse_key)
-    if newest is None:
-        return 0
-    result = collection(Notification).update_many(
-        _unread_older(user_id, collapse_key, newest["requested_at"], newest["idempotency_key"]),
-        {"$set": {"replaced": True, "replaced_by": newest["idempotency_key"]}},
+Group = tuple[str, str]  # (user_id, collapse_key)
+
+
+def _to_hide(group: Group) -> tuple[dict[str, Any], str] | None:
+    """The filter of the group's unread notifications older than its newest request and
+    that request's key, when there is one to hide. Reads only: one when the group has at
+    most one unread notification (the common case), and nothing is written then. A
+    single unread notification older than the newest request is left to that request,
+    which settles the group after storing its own."""
+    unread = collection(Notification).find(
+        {"user_id": group[0], "collapse_key": group[1], "read": False, "replaced": False},
+        {"_id": 1},
+        limit=2,
     )
-    if result.modified_count:
-        REPLACED.inc(result.modified_count)
-    return int(result.modified_count)
+    if len(list(unread)) < 2:
+        return None
+    newest = newest_version(*group)
+    if newest is None:
+        return None
+    where = _unread_older(*group, newest["requested_at"], newest["idempotency_key"])
+    return where, str(newest["idempotency_key"])
+
+
+def settle_collapse(groups: Iterable[Group]) -> int:
+    """Hide unread notifications of each group older than its newest request: the
+    groups are read concurrently, and only those with something to hide are written,
+    in one bulk write."""
+    pending = [p for p in lookup_each(_to_hide, list(dict.fromkeys(groups))) if p is not None]
+    ops = [
+        UpdateMany(where, {"$set": {"replaced": True, "replaced_by": newest}})
+        for where, newest in pending
+    ]
+    modified = bulk_write(collection(Notification), ops, ordered=False) if ops else 0
+    if modified:
+        REPLACED.inc(modified)
+    return modified
 
 
 # --- delivery records -------------------------------------------------------------------

@@ -28,7 +28,6 @@ publishes nothing.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -140,10 +139,10 @@ def _evaluate_batch(
 
 
 async def _publish_all(broker: Broker, events: list[Envelope[Any]], concurrency: int) -> None:
-    """Publish ``events`` and return once the broker confirmed every one of them."""
+    """Publish ``events`` and return once the broker confirmed every one of them, at
+    most ``concurrency`` unconfirmed at a time (one retry loop per chunk)."""
     for start in range(0, len(events), concurrency):
-        chunk = events[start : start + concurrency]
-        await asyncio.gather(*(broker.publish(e) for e in chunk))
+        await broker.publish_many(events[start : start + concurrency])
 
 
 def _next_batch(gen: Iterator[list[dict[str, Any]]]) -> list[dict[str, Any]] | None:

@@ -157,11 +157,12 @@ async def test_a_crash_mid_fan_out_loses_nothing(db, seed_users, broker_for, mak
         def __init__(self) -> None:
             self.left = 130
 
-        async def publish(self, event) -> None:
-            if self.left == 0:
-                raise ConnectionError("broker connection lost")
-            self.left -= 1
-            await broker.publish(event)
+        async def publish_many(self, events) -> None:
+            for event in events:
+                if self.left == 0:
+                    raise ConnectionError("broker connection lost")
+                self.left -= 1
+                await broker.publish(event)
 
     with pytest.raises(ConnectionError):
         await execute_run(_fired("crash"), owner="evt-1", settings=db, broker=Crashing())

@@ -1,0 +1,127 @@
+"""Collapse groups decided a batch at a time (``delivery.process_requests`` against the
+real database): what a campaign's fan-out and a burst of order updates look like."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from herald_common import replica
+from herald_common.db import connect_db, disconnect_db
+from herald_common.events import NotificationRequested
+from herald_common.preferences import Preferences
+from herald_notifications import delivery, delivery_store
+from herald_notifications.builders import ms, new_notification_doc
+from herald_notifications.decisions import DeliveryPolicy
+from herald_notifications.models import DeliveryRecord, Notification, ensure_indexes
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+POLICY = DeliveryPolicy(quiet_hours_types=frozenset())
+
+
+@pytest.fixture
+def db(make_settings) -> Iterator[None]:
+    settings = make_settings()
+    connect_db(settings)
+    try:
+        ensure_indexes()
+        replica.ensure_indexes()
+        yield
+    finally:
+        disconnect_db()
+
+
+def _users(*ids: str) -> None:
+    prefs = Preferences().model_dump(mode="json")
+    replica._coll().insert_many(
+        [
+            {"_id": u, "bucket": replica.bucket_of(u), "revision": 1, "deleted": False,
+             "preferences": prefs}
+            for u in ids
+        ]
+    )  # fmt: skip
+
+
+def _request(key: str, user_id: str, *, minutes: int = 0, group: str = "campaign:spring") -> Any:
+    return NotificationRequested(
+        user_id=user_id,
+        type="promotion",
+        content={"title": key, "body": "x"},
+        source="test",
+        idempotency_key=key,
+        collapse_key=group,
+        requested_at=NOW + timedelta(minutes=minutes),
+    )
+
+
+def _run(requests: list[NotificationRequested], **kw: Any) -> delivery.Outcome:
+    return delivery.process_requests(requests, NOW, POLICY, source="test", **kw)
+
+
+def _visible(user_id: str) -> list[str]:
+    docs = Notification.objects(user_id=user_id, replaced=False).only("idempotency_key")
+    return sorted(d.idempotency_key for d in docs)
+
+
+def _reason(key: str) -> str | None:
+    record = DeliveryRecord.objects(idempotency_key=key).first()
+    return record.reason if record else None
+
+
+def test_a_second_firing_replaces_each_users_unread_one_and_names_it(db) -> None:
+    users = [f"fan-{i}" for i in range(5)]
+    _users(*users)
+    first = _run([_request(f"spring-1:{u}", u) for u in users])
+    assert len(first.created) == 5
+    assert all(doc["replaces"] is None for doc in first.created)
+    Notification.objects(user_id="fan-0").update(set__read=True)  # one user read it
+
+    second = _run([_request(f"spring-2:{u}", u, minutes=60) for u in users])
+    replaces = {doc["user_id"]: doc["replaces"] for doc in second.created}
+    first_ids = {doc["user_id"]: str(doc["_id"]) for doc in first.created}
+    assert replaces == {u: (None if u == "fan-0" else first_ids[u]) for u in users}
+    assert _visible("fan-0") == ["spring-1:fan-0", "spring-2:fan-0"]  # read ones stay
+    for u in users[1:]:
+        assert _visible(u) == [f"spring-2:{u}"]
+        hidden = Notification.objects(idempotency_key=f"spring-1:{u}").first()
+        assert hidden.replaced and hidden.replaced_by == f"spring-2:{u}"
+
+
+def test_in_one_batch_the_newest_of_a_group_wins_and_the_others_are_superseded(db) -> None:
+    _users("burst")
+    updates = [
+        _request(f"order-9-{step}", "burst", minutes=m, group="order:9")
+        for step, m in (("paid", 1), ("placed", 0), ("shipped", 2))
+    ]
+    outcome = _run(updates)
+    assert [doc["idempotency_key"] for doc in outcome.created] == ["order-9-shipped"]
+    assert _reason("order-9-placed") == _reason("order-9-paid") == "superseded"
+    assert _visible("burst") == ["order-9-shipped"]
+
+    # A late, older one arrives in a later batch: superseded by the stored version.
+    _run([_request("order-9-late", "burst", minutes=1, group="order:9")])
+    assert _reason("order-9-late") == "superseded"
+    assert _visible("burst") == ["order-9-shipped"]
+
+
+def test_a_redelivered_batch_creates_nothing_and_settles_what_was_left(db) -> None:
+    _users("again")
+    _run([_request("g-1", "again", group="order:5")])
+    # A crash between the insert and the settle of a newer request: its version and
+    # notification are stored, the older one is still visible.
+    newer = _request("g-2", "again", minutes=5, group="order:5")
+    delivery_store.add_versions([delivery_store.version("again", "order:5", *_key(newer), NOW)])
+    delivery_store.insert_notifications([new_notification_doc(newer, NOW, source="test")])
+    assert _visible("again") == ["g-1", "g-2"]
+
+    outcome = _run([newer], maybe_seen={"g-2"})
+    assert outcome.created == [] and [d["idempotency_key"] for d in outcome.existing] == ["g-2"]
+    assert _visible("again") == ["g-2"]
+
+
+def _key(request: NotificationRequested) -> tuple[datetime, str]:
+    return ms(request.requested_at), request.idempotency_key
