@@ -61,8 +61,19 @@ def _reevaluate(
     else:
         update.update(outcome="suppressed", reason=decision.reason)
     count_decision(decision.outcome, decision.reason, request.type)
-    delivery_store.decided_again(record["_id"], update, history_entry(decision, now))
+    entry = history_entry(decision, now)
+    delivery_store.decided_again(
+        record["_id"], update, None if _same_decision(record, entry) else entry
+    )
     return created, existing
+
+
+def _same_decision(record: dict[str, Any], entry: dict[str, Any]) -> bool:
+    """Whether ``entry`` decides what the record's last history entry decided (a user
+    change that keeps a request deferred until the same time adds no entry)."""
+    history = record.get("history") or []
+    fields = ("outcome", "reason", "deliver_at")
+    return bool(history) and all(history[-1].get(f) == entry[f] for f in fields)
 
 
 def release_due(

@@ -249,11 +249,13 @@ def lease_due_record(
     return doc
 
 
-def decided_again(record_id: Any, changes: dict[str, Any], history: dict[str, Any]) -> None:
-    """Store a new decision on a delivery record (its lease ends with it)."""
-    collection(DeliveryRecord).update_one(
-        {"_id": record_id}, {"$set": changes, "$push": {"history": history}}
-    )
+def decided_again(record_id: Any, changes: dict[str, Any], history: dict[str, Any] | None) -> None:
+    """Store a new decision on a delivery record (its lease ends with it), adding
+    ``history`` to its history unless None."""
+    update: dict[str, Any] = {"$set": changes}
+    if history is not None:
+        update["$push"] = {"history": history}
+    collection(DeliveryRecord).update_one({"_id": record_id}, update)
 
 
 def make_due(user_id: str, now: datetime) -> None:

@@ -1,5 +1,6 @@
-"""Collapse groups decided a batch at a time (``delivery.process_requests`` against the
-real database): what a campaign's fan-out and a burst of order updates look like."""
+"""The delivery functions called directly against the real database, for orders of
+events the broker makes hard to force: collapse groups decided a batch at a time (a
+campaign's fan-out, a burst of order updates) and deferred requests decided again."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from herald_common import replica
 from herald_common.db import connect_db, disconnect_db
 from herald_common.events import NotificationRequested
 from herald_common.preferences import Preferences
-from herald_notifications import delivery, delivery_store
+from herald_notifications import deferred, delivery, delivery_store
 from herald_notifications.builders import ms, new_notification_doc
 from herald_notifications.decisions import DeliveryPolicy
 from herald_notifications.models import DeliveryRecord, Notification, ensure_indexes
@@ -35,8 +36,8 @@ def db(make_settings) -> Iterator[None]:
         disconnect_db()
 
 
-def _users(*ids: str) -> None:
-    prefs = Preferences().model_dump(mode="json")
+def _users(*ids: str, **preferences: Any) -> None:
+    prefs = Preferences(**preferences).model_dump(mode="json")
     replica._coll().insert_many(
         [
             {"_id": u, "bucket": replica.bucket_of(u), "revision": 1, "deleted": False,
@@ -46,7 +47,9 @@ def _users(*ids: str) -> None:
     )  # fmt: skip
 
 
-def _request(key: str, user_id: str, *, minutes: int = 0, group: str = "campaign:spring") -> Any:
+def _request(
+    key: str, user_id: str, *, minutes: int = 0, group: str | None = "campaign:spring"
+) -> Any:
     return NotificationRequested(
         user_id=user_id,
         type="promotion",
@@ -60,6 +63,9 @@ def _request(key: str, user_id: str, *, minutes: int = 0, group: str = "campaign
 
 def _run(requests: list[NotificationRequested], **kw: Any) -> delivery.Outcome:
     return delivery.process_requests(requests, NOW, POLICY, source="test", **kw)
+
+
+QUIET = DeliveryPolicy(quiet_hours_types=frozenset({"promotion"}))
 
 
 def _visible(user_id: str) -> list[str]:
@@ -125,3 +131,34 @@ def test_a_redelivered_batch_creates_nothing_and_settles_what_was_left(db) -> No
 
 def _key(request: NotificationRequested) -> tuple[datetime, str]:
     return ms(request.requested_at), request.idempotency_key
+
+
+def test_deciding_a_deferral_again_to_the_same_time_adds_no_history(db) -> None:
+    # 23:30 in New York: quiet until 07:30 local, 11:30 UTC.
+    night = datetime(2026, 3, 10, 3, 30, tzinfo=UTC)
+    _users("nora", timezone="America/New_York", quiet_hours={"start": "22:00", "end": "07:30"})
+    delivery.process_requests([_request("nora-promo", "nora", group=None)], night, QUIET,
+                              source="test")  # fmt: skip
+    # Two user changes that keep the quiet hours (registration, then another setting):
+    for minutes in (0, 1):
+        deferred.release_user("nora", night + timedelta(minutes=minutes), QUIET, source="test")
+    record = DeliveryRecord.objects(idempotency_key="nora-promo").first()
+    assert record.outcome == "deferred" and record.deliver_at == datetime(
+        2026, 3, 10, 11, 30, tzinfo=UTC
+    )
+    assert [h["outcome"] for h in record.history] == ["defer"]
+
+    # A change that moves the time is a new decision; the release is one too.
+    replica._coll().update_one(
+        {"_id": "nora"}, {"$set": {"preferences.quiet_hours.end": "08:00", "revision": 2}}
+    )
+    deferred.release_user("nora", night + timedelta(minutes=2), QUIET, source="test")
+    released = deferred.release_due(datetime(2026, 3, 10, 12, 0, 1, tzinfo=UTC), QUIET,
+                                    source="test")  # fmt: skip
+    assert len(released.created) == 1
+    record = DeliveryRecord.objects(idempotency_key="nora-promo").first()
+    assert [(h["outcome"], h["deliver_at"]) for h in record.history] == [
+        ("defer", datetime(2026, 3, 10, 11, 30, tzinfo=UTC)),
+        ("defer", datetime(2026, 3, 10, 12, 0, tzinfo=UTC)),
+        ("deliver", None),
+    ]
