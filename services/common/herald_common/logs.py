@@ -6,12 +6,14 @@ event it handles, so the logs of one user action can be followed across services
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 import uuid
 from contextvars import ContextVar
+from typing import Any
 
-from pythonjsonlogger.json import JsonFormatter
+from pythonjsonlogger.json import JsonEncoder, JsonFormatter
 
 _correlation_id: ContextVar[str | None] = ContextVar("herald_correlation_id", default=None)
 
@@ -25,6 +27,18 @@ def set_correlation_id(value: str | None = None) -> str:
     value = value or uuid.uuid4().hex
     _correlation_id.set(value)
     return value
+
+
+class _Encoder(JsonEncoder):
+    """The library's encoder, except that a dataclass instance in a record's extra
+    fields is written as its type name: copying it field by field (the library's way)
+    fails for objects that hold queues or locks, such as kopf's operator settings on
+    every per-object log line, and such a line would be lost."""
+
+    def default(self, o: Any) -> Any:
+        if dataclasses.is_dataclass(o) and not isinstance(o, type):
+            return f"<{type(o).__name__}>"
+        return super().default(o)
 
 
 class _CorrelationFilter(logging.Filter):
@@ -43,6 +57,7 @@ def configure_logging(service: str, level: str = "INFO", json_output: bool = Tru
                 "%(asctime)s %(levelname)s %(name)s %(message)s %(correlation_id)s",
                 rename_fields={"asctime": "ts", "levelname": "level", "name": "logger"},
                 static_fields={"service": service},
+                json_encoder=_Encoder,
             )
         )
     else:
