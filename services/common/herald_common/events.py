@@ -45,6 +45,11 @@ class Payload(BaseModel):
     model_config = ConfigDict(extra="forbid")
     event_type: ClassVar[str] = ""
 
+    def routing_key(self) -> str:
+        """The routing key the event is published with: its type, unless the payload
+        chooses a lane of its own."""
+        return self.event_type
+
 
 # --- users ---------------------------------------------------------------------------
 
@@ -195,6 +200,15 @@ class NotificationRequested(Payload):
     source: str = Field(min_length=1, max_length=100)
     requested_at: AwareDatetime
 
+    def routing_key(self) -> str:
+        """Order updates travel in a lane of their own (:data:`URGENT_TYPES`), so they
+        never wait behind a campaign's backlog of promotions."""
+        return f"{self.event_type}.urgent" if self.type in URGENT_TYPES else self.event_type
+
+
+# Requested types that shoppers wait for: routed as ``notification.requested.urgent``.
+URGENT_TYPES: frozenset[str] = frozenset({"order_update"})
+
 
 class NotificationCreated(Payload):
     """``notification.created`` — producer: notifications. Consumers: gateway (cache
@@ -260,6 +274,8 @@ NOTIFICATION_EVENTS = "notification.*"
 ACTIVITY_EVENTS = ActivityRecorded.event_type
 CAMPAIGN_EVENTS = CampaignFired.event_type
 NOTIFICATION_REQUESTS = NotificationRequested.event_type
+URGENT_NOTIFICATION_REQUESTS = f"{NotificationRequested.event_type}.urgent"
+ALL_NOTIFICATION_REQUESTS = f"{NotificationRequested.event_type}.#"  # both lanes
 
 P = TypeVar("P", bound=Payload)
 
@@ -285,6 +301,12 @@ class Envelope(BaseModel, Generic[P]):
     @property
     def maybe_seen(self) -> bool:
         return self._maybe_seen
+
+    @property
+    def routing_key(self) -> str:
+        """What the event is published with (:meth:`Payload.routing_key`)."""
+        payload = self.payload
+        return payload.routing_key() if isinstance(payload, Payload) else self.type
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json().encode()

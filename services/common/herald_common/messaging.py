@@ -72,6 +72,17 @@ _TRANSIENT = (
 )
 
 
+def _retrying_publish(timeout: float) -> AsyncRetrying:
+    """The retry loop of a publish: transient errors are tried again, backing off, for
+    up to ``timeout`` seconds; then the last error is raised."""
+    return AsyncRetrying(
+        stop=stop_after_delay(timeout),
+        wait=wait_exponential(multiplier=0.1, max=2),
+        retry=retry_if_exception_type(_TRANSIENT),
+        reraise=True,
+    )
+
+
 class Broker:
     """One robust connection with a confirming publish channel, plus consumers."""
 
@@ -161,7 +172,7 @@ class Broker:
             headers[H_CORRELATION] = event.correlation_id
         await self.publish_raw(
             event.to_bytes(),
-            routing_key=event.type,
+            routing_key=event.routing_key,
             message_id=str(event.id),
             type_=event.type,
             headers=headers,
@@ -179,18 +190,13 @@ class Broker:
         pending = list(events)
         if not pending:
             return
-        async for attempt in AsyncRetrying(
-            stop=stop_after_delay(timeout),
-            wait=wait_exponential(multiplier=0.1, max=2),
-            retry=retry_if_exception_type(_TRANSIENT),
-            reraise=True,
-        ):
+        async for attempt in _retrying_publish(timeout):
             with attempt:
                 target = await self._exchange(None)
                 results = await asyncio.gather(
                     *(
                         asyncio.wait_for(
-                            target.publish(self._event_message(e), routing_key=e.type),
+                            target.publish(self._event_message(e), routing_key=e.routing_key),
                             timeout=10,
                         )
                         for e in pending
@@ -254,12 +260,7 @@ class Broker:
         """Publish bytes to ``exchange`` (default: the events exchange; ``""`` = the
         default exchange, i.e. straight to a queue) and wait for the confirm."""
         message = self._message(body, message_id=message_id, type_=type_, headers=headers)
-        async for attempt in AsyncRetrying(
-            stop=stop_after_delay(timeout),
-            wait=wait_exponential(multiplier=0.1, max=2),
-            retry=retry_if_exception_type(_TRANSIENT),
-            reraise=True,
-        ):
+        async for attempt in _retrying_publish(timeout):
             with attempt:
                 target = await self._exchange(exchange)
                 confirmation = await asyncio.wait_for(

@@ -43,6 +43,7 @@ def outbox_entry(event: Envelope[Any]) -> dict[str, Any]:
     return {
         "id": str(event.id),
         "type": event.type,
+        "routing_key": event.routing_key,
         "body": event.model_dump_json(),
         "correlation_id": event.correlation_id,
         "staged_at": datetime.now(UTC),
@@ -165,7 +166,7 @@ class OutboxRelay:
                 headers[H_CORRELATION] = entry["correlation_id"]
             await self.broker.publish_raw(
                 entry["body"].encode(),
-                routing_key=entry["type"],
+                routing_key=entry.get("routing_key") or entry["type"],
                 message_id=entry["id"],
                 type_=entry["type"],
                 headers=headers,

@@ -26,6 +26,13 @@ class NotificationsSettings(HeraldSettings):
     batch_wait_ms: int = Field(default=50, ge=0, le=10_000)
     # Batches in progress at once (one stores while the next reads its users).
     batch_concurrency: int = Field(default=2, ge=1, le=16)
+    # Order updates have a queue of their own (``<requests_queue>.urgent``), batched with
+    # a shorter wait: they never queue behind a campaign's promotions.
+    urgent_batch_wait_ms: int = Field(default=5, ge=0, le=10_000)
+
+    @property
+    def urgent_requests_queue(self) -> str:
+        return f"{self.requests_queue}.urgent"
     # Replicated users kept in the process (herald_common.replica_cache); 0 turns it off.
     user_cache_seconds: float = Field(default=30.0, ge=0)
     user_cache_size: int = Field(default=50_000, ge=0)

@@ -7,6 +7,9 @@ Queues (names from the settings):
 * ``notifications.requests`` ← ``notification.requested``, in batches (``BATCH_MAX``
   per batch, ``BATCH_WAIT_MS``, ``BATCH_CONCURRENCY`` batches in progress): decide,
   store, publish ``notification.created``, push (:meth:`NotificationService.deliver`);
+* ``notifications.requests.urgent`` ← ``notification.requested.urgent`` (order updates,
+  :data:`herald_common.events.URGENT_TYPES`): the same handler, in batches waiting at
+  most ``URGENT_BATCH_WAIT_MS``, so they never wait behind a campaign's backlog;
 * ``notifications.email`` ← ``notification.created``, in batches (``EMAIL_BATCH_MAX``):
   the email channel (:meth:`herald_notifications.email.channel.EmailChannel.on_created`),
   when enabled.
@@ -22,6 +25,7 @@ from typing import Any
 
 from herald_common.events import (
     NOTIFICATION_REQUESTS,
+    URGENT_NOTIFICATION_REQUESTS,
     USER_EVENTS,
     Envelope,
     NotificationCreated,
@@ -59,7 +63,12 @@ def users_handler(service: NotificationService) -> Handler:
 
 
 def queue_names(settings: NotificationsSettings) -> list[str]:
-    return [settings.users_queue, settings.requests_queue, settings.email_queue]
+    return [
+        settings.users_queue,
+        settings.requests_queue,
+        settings.urgent_requests_queue,
+        settings.email_queue,
+    ]
 
 
 async def start_consumers(
@@ -79,7 +88,14 @@ async def start_consumers(
         max_wait_ms=settings.batch_wait_ms,
         concurrency=settings.batch_concurrency,
     )
-    queues = [settings.users_queue, settings.requests_queue]
+    await broker.consume_batch(
+        settings.urgent_requests_queue,
+        [URGENT_NOTIFICATION_REQUESTS],
+        requests_handler(service),
+        max_batch=settings.batch_max,
+        max_wait_ms=settings.urgent_batch_wait_ms,
+    )
+    queues = [settings.users_queue, settings.requests_queue, settings.urgent_requests_queue]
     if email is not None:
         await broker.consume_batch(
             settings.email_queue,

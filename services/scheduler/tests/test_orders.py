@@ -34,7 +34,7 @@ async def _relay(broker) -> int:
 async def test_lifecycle_sends_exactly_one_notification_per_change(db, broker_for, make_sink):
     settings = db
     broker = await broker_for(settings)
-    sink = await make_sink(broker, ["notification.requested", "order.status_changed"])
+    sink = await make_sink(broker, ["notification.requested.#", "order.status_changed"])
     assert await run_db(
         place_order,
         order_id="ord-1",
@@ -107,7 +107,7 @@ async def test_cancellation_is_a_change_like_any_other(scheduler_settings, broke
     ensure_indexes()
     try:
         broker = await broker_for(settings)
-        sink = await make_sink(broker, ["notification.requested"])
+        sink = await make_sink(broker, ["notification.requested.#"])
         await run_db(
             place_order,
             order_id="ord-3",
@@ -133,7 +133,7 @@ async def test_cancellation_is_a_change_like_any_other(scheduler_settings, broke
 async def test_concurrent_sweeps_change_each_order_once(db, broker_for, make_sink):
     settings = db
     broker = await broker_for(settings)
-    sink = await make_sink(broker, ["notification.requested"])
+    sink = await make_sink(broker, ["notification.requested.#"])
     count = 30
     for i in range(count):
         await run_db(

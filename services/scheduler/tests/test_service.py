@@ -49,7 +49,7 @@ async def test_service_places_orders_fans_out_and_serves_its_api(
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://scheduler") as client:
             publisher = await broker_for(settings, source="test")
-            sink = await make_sink(publisher, ["notification.requested", "order.status_changed"])
+            sink = await make_sink(publisher, ["notification.requested.#", "order.status_changed"])
             ann_token, _ = issuer.issue("ann", ttl=timedelta(minutes=5))
             admin_token, _ = issuer.issue("root", roles=["admin"], ttl=timedelta(minutes=5))
             ann = {"authorization": f"Bearer {ann_token}"}
