@@ -33,6 +33,7 @@ class NotificationsSettings(HeraldSettings):
     @property
     def urgent_requests_queue(self) -> str:
         return f"{self.requests_queue}.urgent"
+
     # Replicated users kept in the process (herald_common.replica_cache); 0 turns it off.
     user_cache_seconds: float = Field(default=30.0, ge=0)
     user_cache_size: int = Field(default=50_000, ge=0)
