@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import uvicorn
 from fastapi import FastAPI, Request
+from herald_testing import serve_app
 from rich.console import Console
 from rich.table import Table
 
@@ -81,18 +81,6 @@ def _notifications(latency: float, capacity: int, callers: dict[str, str]) -> Se
         return {"edges": [], "page_info": {"has_next_page": False}, "total_count": 0}
 
     return service
-
-
-async def _serve(app: Any, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.02)
-    return server, task
 
 
 def _aliases(count: int, distinct: bool) -> str:
@@ -168,7 +156,7 @@ async def run(latency: float, capacity: int, attackers: int, seconds: float) -> 
     callers = {f"Bearer {bob}": "bob", f"Bearer {mallory}": "mallory"}
     service = _notifications(latency, capacity, callers)
     service_port = support.free_port()
-    servers = [await _serve(service.app, service_port)]
+    servers = [await serve_app(service.app, service_port)]
 
     def gateway(**overrides: Any) -> str:
         values: dict[str, Any] = {

@@ -30,6 +30,7 @@ from urllib.parse import urlparse, urlunparse
 import httpx
 import psutil
 from herald_common.auth import TokenIssuer, generate_private_key_pem
+from herald_testing.infra import infra_env
 from herald_testing.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,24 +39,8 @@ RUN_ROOT = ROOT / ".run" / "bench"
 INFRA = ROOT / "dev" / "infra.sh"
 
 
-def _infra_env() -> dict[str, str]:
-    """The servers' URLs: the environment first, then ``.run/infra.env``."""
-    values = {
-        "HERALD_MONGODB_URI": "mongodb://127.0.0.1:27017",
-        "HERALD_AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/",
-        "HERALD_REDIS_URL": "redis://127.0.0.1:6379/0",
-    }
-    env_file = ROOT / ".run" / "infra.env"
-    if env_file.exists():
-        for line in env_file.read_text().splitlines():
-            line = line.removeprefix("export ")
-            key, _, value = line.partition("=")
-            if key in values:
-                values[key] = value.strip("'\"")
-    return {k: os.environ.get(k, v) for k, v in values.items()}
-
-
-SERVERS = _infra_env()
+# The servers' URLs: the environment first, then ``.run/infra.env``.
+SERVERS = infra_env()
 MONGO = SERVERS["HERALD_MONGODB_URI"]
 AMQP = SERVERS["HERALD_AMQP_URL"]
 REDIS = SERVERS["HERALD_REDIS_URL"]

@@ -104,6 +104,20 @@ class ResponseCache:
         except Exception:
             log.warning("cache write failed", exc_info=True)
 
+    async def _lookup(
+        self, label: str, entities: tuple[str, ...], user_id: str, value_key: str
+    ) -> tuple[str, str | None] | None:
+        """The generation and the cached text (None: not cached), counted as a hit or a
+        miss of ``label``; None when the cache could not be read (counted as an error)."""
+        try:
+            gen, raw = await self._read(self._gen_keys(entities, user_id), value_key)
+        except Exception:
+            log.warning("cache read failed", exc_info=True)
+            CACHE.labels(label, "error").inc()
+            return None
+        CACHE.labels(label, "miss" if raw is None else "hit").inc()
+        return gen, raw
+
     async def get_or_load(
         self,
         entity: str,
@@ -115,16 +129,12 @@ class ResponseCache:
         if not self.enabled:
             return await load()
         value_key = self._value_key(entity, user_id, variant)
-        try:
-            gen, raw = await self._read(self._gen_keys((entity,), user_id), value_key)
-        except Exception:
-            log.warning("cache read failed", exc_info=True)
-            CACHE.labels(entity, "error").inc()
+        found = await self._lookup(entity, (entity,), user_id, value_key)
+        if found is None:
             return await load()
+        gen, raw = found
         if raw is not None:
-            CACHE.labels(entity, "hit").inc()
             return json.loads(raw)
-        CACHE.labels(entity, "miss").inc()
         value = await load()
         await self._write(value_key, gen, json.dumps(value))
         return value
@@ -143,16 +153,12 @@ class ResponseCache:
             return await execute()
         variant = hashlib.blake2b(operation.encode(), digest_size=16).hexdigest()
         value_key = self._value_key(OPERATION, user_id, variant)
-        try:
-            gen, raw = await self._read(self._gen_keys(entities, user_id), value_key)
-        except Exception:
-            log.warning("cache read failed", exc_info=True)
-            CACHE.labels(OPERATION, "error").inc()
+        found = await self._lookup(OPERATION, entities, user_id, value_key)
+        if found is None:
             return await execute()
+        gen, raw = found
         if raw is not None:
-            CACHE.labels(OPERATION, "hit").inc()
             return raw
-        CACHE.labels(OPERATION, "miss").inc()
         result = await execute()
         if set(result) == {"data"} and result["data"] is not None:
             await self._write(value_key, gen, json.dumps(result, separators=(",", ":")))

@@ -16,6 +16,7 @@ import httpx
 import pytest
 import uvicorn
 from herald_common.auth import TokenIssuer, TokenVerifier, generate_private_key_pem
+from herald_testing import serve_app
 from herald_testing.ports import free_port
 
 from herald_gateway.config import GatewaySettings
@@ -95,15 +96,7 @@ async def gateway_factory(make_settings, unique) -> AsyncIterator[Any]:
         app = create_app(
             settings, transports=standins.transports(verifier, recorders, set(down), latency)
         )
-        server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-        )
-        task = asyncio.create_task(server.serve())
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("gateway did not start")
-            await asyncio.sleep(0.02)
+        server, task = await serve_app(app, port)
         running = RunningGateway(
             url=f"http://127.0.0.1:{port}",
             settings=settings,

@@ -251,17 +251,13 @@ def start_one_shot(
     """Create the Job of a due one-shot campaign; the status fields to set."""
     manifest = build_one_shot_job(campaign, ctx.settings)
     name = manifest["metadata"]["name"]
-    try:
-        created = ctx.kube.create_job(manifest)
-    except ApiException as exc:
-        raise _api_failure(exc, f"Job {name}") from exc
-    if created:
-        ctx.event(
-            _body_of(campaign),
-            "Normal",
-            "JobCreated",
-            f"created Job {_shown(manifest, campaign)} for the one-shot run",
-        )
+    _create_job(
+        manifest,
+        ctx,
+        _body_of(campaign),
+        "JobCreated",
+        f"created Job {_shown(manifest, campaign)} for the one-shot run",
+    )
     return {"jobName": name, "nextRunTime": None, "lastRunTime": st.timestamp(ctx.clock())}
 
 
@@ -325,15 +321,23 @@ def start_run(resource: Resource, body: Mapping[str, Any], ctx: Context, *, requ
     check_job_env(resource, ctx)
     manifest = build_run_job(resource, ctx.settings, request=request)
     name: str = manifest["metadata"]["name"]
+    _create_job(
+        manifest, ctx, body, "RunRequested", f"created Job {_shown(manifest, resource)} ({request})"
+    )
+    return name
+
+
+def _create_job(
+    manifest: Mapping[str, Any], ctx: Context, body: Mapping[str, Any], reason: str, message: str
+) -> None:
+    """Create a Job (idempotent: one of that name is left as it is); when it was created,
+    a ``Normal`` event ``reason`` about ``body``."""
     try:
         created = ctx.kube.create_job(manifest)
     except ApiException as exc:
-        raise _api_failure(exc, f"Job {name}") from exc
+        raise _api_failure(exc, f"Job {manifest['metadata']['name']}") from exc
     if created:
-        ctx.event(
-            body, "Normal", "RunRequested", f"created Job {_shown(manifest, resource)} ({request})"
-        )
-    return name
+        ctx.event(body, "Normal", reason, message)
 
 
 def _suspend_existing(body: Mapping[str, Any], current: Mapping[str, Any], ctx: Context) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from herald_testing.kube import KubeControlPlane, wait_until
+from herald_testing.kube import KubeControlPlane, apply_crd, served, wait_until
 from kopf.testing import KopfRunner
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,28 +32,16 @@ def install_crds(api: Any) -> None:
     ext: Any = client.ApiextensionsV1Api(api)
     custom: Any = client.CustomObjectsApi(api)
     for path in sorted(CRDS.glob("*.yaml")):
-        body = yaml.safe_load(path.read_text())
-        name = body["metadata"]["name"]
-        try:
-            ext.create_custom_resource_definition(body)
-        except client.ApiException as exc:
-            if exc.status != 409:
-                raise
-            current = ext.read_custom_resource_definition(name)
-            body["metadata"]["resourceVersion"] = current.metadata.resource_version
-            ext.replace_custom_resource_definition(name, body)
+        apply_crd(ext, yaml.safe_load(path.read_text()))
 
-    def served() -> bool:
-        for plural in ("notificationcampaigns", "schedules"):
-            try:
-                custom.list_cluster_custom_object(GROUP, VERSION, plural)
-            except client.ApiException as exc:
-                if exc.status == 404:
-                    return False
-                raise
-        return True
-
-    wait_until(served, timeout=30, what="the Herald CRDs to be served")
+    wait_until(
+        lambda: all(
+            served(custom, GROUP, VERSION, plural)
+            for plural in ("notificationcampaigns", "schedules")
+        ),
+        timeout=30,
+        what="the Herald CRDs to be served",
+    )
 
 
 def create_job_env(

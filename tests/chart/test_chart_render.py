@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from herald_testing.kube import KubeTools
+from herald_testing.kube import KubeTools, selects
 
 from .conftest import CHART, NAMESPACE, RELEASE, ROOT, Render, all_sets, helm_template
 
@@ -32,24 +32,6 @@ def one(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
     found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
     assert len(found) == 1, f"{kind}/{name}: {len(found)} found"
     return found[0]
-
-
-def matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
-    """Kubernetes label selector semantics (matchLabels + matchExpressions)."""
-    for k, v in (selector.get("matchLabels") or {}).items():
-        if labels.get(k) != v:
-            return False
-    for expr in selector.get("matchExpressions") or []:
-        key, op, values = expr["key"], expr["operator"], expr.get("values") or []
-        if op == "In" and labels.get(key) not in values:
-            return False
-        if op == "NotIn" and key in labels and labels[key] in values:
-            return False
-        if op == "Exists" and key not in labels:
-            return False
-        if op == "DoesNotExist" and key in labels:
-            return False
-    return True
 
 
 def pod_templates(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
@@ -98,6 +80,13 @@ def test_default_render_has_every_component(render: Render) -> None:
     assert deployments == {f"{FULLNAME}-{c}" for c in [*COMPONENTS, "operator"]}
     statefulsets = {d["metadata"]["name"] for d in by_kind(docs, "StatefulSet")}
     assert statefulsets == {f"{FULLNAME}-{c}" for c in INFRA}
+    for sts in by_kind(docs, "StatefulSet"):  # each keeps its data on a volume claim
+        (claim,) = sts["spec"]["volumeClaimTemplates"]
+        assert claim["spec"]["resources"]["requests"]["storage"], sts["metadata"]["name"]
+        mounts = {
+            m["name"] for m in sts["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+        }
+        assert claim["metadata"]["name"] in mounts, sts["metadata"]["name"]
     for c in [*COMPONENTS, "operator"]:
         one(docs, "ServiceAccount", f"{FULLNAME}-{c}")
         one(docs, "PodDisruptionBudget", f"{FULLNAME}-{c}") if c != "operator" else None
@@ -274,7 +263,7 @@ def test_every_service_selects_pods(rendered: tuple[str, list[dict[str, Any]]]) 
         targets = [
             w
             for w, tpl in templates
-            if matches({"matchLabels": selector}, tpl["metadata"]["labels"])
+            if selects({"matchLabels": selector}, tpl["metadata"]["labels"])
         ]
         assert len(targets) == 1, (name, svc["metadata"]["name"], targets)
         (tpl,) = [tpl for w, tpl in templates if w == targets[0]]
@@ -288,7 +277,7 @@ def test_every_service_selects_pods(rendered: tuple[str, list[dict[str, Any]]]) 
             )
     for pdb in by_kind(docs, "PodDisruptionBudget"):
         assert any(
-            matches(pdb["spec"]["selector"], tpl["metadata"]["labels"]) for _, tpl in templates
+            selects(pdb["spec"]["selector"], tpl["metadata"]["labels"]) for _, tpl in templates
         )
 
 
@@ -298,7 +287,7 @@ def test_every_network_policy_selects_pods(rendered: tuple[str, list[dict[str, A
     policies = by_kind(docs, "NetworkPolicy")
     assert policies, name
     for np in policies:
-        assert any(matches(np["spec"]["podSelector"], lab) for lab in labels), (
+        assert any(selects(np["spec"]["podSelector"], lab) for lab in labels), (
             name,
             np["metadata"]["name"],
         )
@@ -306,7 +295,7 @@ def test_every_network_policy_selects_pods(rendered: tuple[str, list[dict[str, A
         for rule in np["spec"].get("ingress", []) + np["spec"].get("egress", []):
             for peer in rule.get("from", []) + rule.get("to", []):
                 if set(peer) == {"podSelector"}:
-                    assert any(matches(peer["podSelector"], lab) for lab in labels), (
+                    assert any(selects(peer["podSelector"], lab) for lab in labels), (
                         name,
                         np["metadata"]["name"],
                         peer,
@@ -324,7 +313,7 @@ def test_network_policies_default_deny_and_allow_only_herald_paths(render: Rende
     assert deny["policyTypes"] == ["Ingress", "Egress"]
     assert "ingress" not in deny and "egress" not in deny
     for _, tpl in pod_templates(docs):  # every pod of the release is under the default deny
-        assert matches(deny["podSelector"], tpl["metadata"]["labels"])
+        assert selects(deny["podSelector"], tpl["metadata"]["labels"])
     dns = policies[f"{FULLNAME}-dns"]["spec"]
     assert {p["port"] for p in dns["egress"][0]["ports"]} == {53}
 
@@ -360,21 +349,21 @@ def test_network_policies_default_deny_and_allow_only_herald_paths(render: Rende
         np = policies[f"{FULLNAME}-{infra}"]
         (peer,) = _ingress_peers(np)
         assert set(peer) == {"podSelector"}  # same namespace, Herald's own pods only
-        assert all(matches(peer["podSelector"], lab) for lab in app_labels)
+        assert all(selects(peer["podSelector"], lab) for lab in app_labels)
         infra_pods = [
             tpl["metadata"]["labels"]
             for _, tpl in pod_templates(docs)
             if tpl["metadata"]["labels"]["app.kubernetes.io/component"] in INFRA
         ]
-        assert not any(matches(peer["podSelector"], lab) for lab in infra_pods)
+        assert not any(selects(peer["podSelector"], lab) for lab in infra_pods)
     # The operator's Job pods (labels from its pod builder) are Herald pods: under the
     # default deny, and allowed to reach the infrastructure and the users service.
     job_labels = operator_job_labels()
-    assert matches(policies[f"{FULLNAME}-app-egress"]["spec"]["podSelector"], job_labels)
-    assert matches(deny["podSelector"], job_labels)
+    assert selects(policies[f"{FULLNAME}-app-egress"]["spec"]["podSelector"], job_labels)
+    assert selects(deny["podSelector"], job_labels)
     for infra in [*INFRA, "users"]:
         (peer,) = _ingress_peers(policies[f"{FULLNAME}-{infra}"])
-        assert matches(peer["podSelector"], job_labels)
+        assert selects(peer["podSelector"], job_labels)
 
 
 def operator_job_labels() -> dict[str, str]:
@@ -463,7 +452,7 @@ def test_every_object_is_labelled(rendered: tuple[str, list[dict[str, Any]]]) ->
         if d["kind"] in WORKLOADS:
             assert labels["app.kubernetes.io/component"], (name, d["metadata"]["name"])
             tpl_labels = d["spec"]["template"]["metadata"]["labels"]
-            assert matches(d["spec"]["selector"], tpl_labels)
+            assert selects(d["spec"]["selector"], tpl_labels)
             assert tpl_labels["app.kubernetes.io/part-of"] == "herald"
 
 
@@ -474,7 +463,7 @@ def test_monitoring_on_renders_servicemonitors_rules_and_dashboards(render: Rend
     services = by_kind(docs, "Service")
     for m in monitors:
         assert m["metadata"]["labels"]["release"] == "kube-prometheus-stack"
-        (target,) = [s for s in services if matches(m["spec"]["selector"], s["metadata"]["labels"])]
+        (target,) = [s for s in services if selects(m["spec"]["selector"], s["metadata"]["labels"])]
         port_names = {p["name"] for p in target["spec"]["ports"]}
         for ep in m["spec"]["endpoints"]:
             assert ep["port"] in port_names
@@ -486,7 +475,7 @@ def test_monitoring_on_renders_servicemonitors_rules_and_dashboards(render: Rend
     (pm,) = by_kind(docs, "PodMonitor")
     assert pm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     operator = one(docs, "Deployment", f"{FULLNAME}-operator")["spec"]["template"]
-    assert matches(pm["spec"]["selector"], operator["metadata"]["labels"])
+    assert selects(pm["spec"]["selector"], operator["metadata"]["labels"])
     (container,) = operator["spec"]["containers"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert [ep["port"] for ep in pm["spec"]["podMetricsEndpoints"]] == ["http"]
@@ -554,7 +543,7 @@ def test_high_availability_values(render: Render) -> None:
         anti = dep["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
         (term,) = anti["requiredDuringSchedulingIgnoredDuringExecution"]
         assert term["topologyKey"] == "kubernetes.io/hostname"
-        assert matches(term["labelSelector"], dep["spec"]["template"]["metadata"]["labels"])
+        assert selects(term["labelSelector"], dep["spec"]["template"]["metadata"]["labels"])
         pdb = one(docs, "PodDisruptionBudget", f"{FULLNAME}-{c}")
         assert pdb["spec"]["maxUnavailable"] == 1
     assert one(docs, "Deployment", f"{FULLNAME}-operator")["spec"]["replicas"] == 2

@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 import pytest
+from herald_testing.kube import selects
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER_SH = ROOT / "dev" / "cluster" / "cluster.sh"
@@ -339,24 +340,6 @@ def wait_for_graphql(rel: Release, timeout: float = 300) -> None:
         time.sleep(3)
 
 
-def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
-    """Whether a LabelSelector selects these labels."""
-    for k, v in (selector.get("matchLabels") or {}).items():
-        if labels.get(k) != v:
-            return False
-    for e in selector.get("matchExpressions") or []:
-        key, op, values = e["key"], e["operator"], e.get("values") or []
-        if op == "In" and labels.get(key) not in values:
-            return False
-        if op == "NotIn" and key in labels and labels[key] in values:
-            return False
-        if op == "Exists" and key not in labels:
-            return False
-        if op == "DoesNotExist" and key in labels:
-            return False
-    return True
-
-
 def policy_gaps(cluster: NodeCluster, namespace: str, rules: str) -> list[str]:
     """What kube-router's iptables rules (``iptables-save`` text) do not cover yet: every
     running pod of the namespace needs its pod firewall chain (KUBE-POD-FW-*, jumped to
@@ -386,7 +369,7 @@ def policy_gaps(cluster: NodeCluster, namespace: str, rules: str) -> list[str]:
         chain_rules = [line for line in rules.splitlines() if line.startswith(f"-A {chain} ")]
         for pol in policies:
             pname = pol["metadata"]["name"]
-            if not _selects(pol["spec"].get("podSelector") or {}, labels):
+            if not selects(pol["spec"].get("podSelector") or {}, labels):
                 continue
             if not any(
                 f'policy {pname}"' in line or f"policy {pname} " in line for line in chain_rules

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from herald_testing.kube import KubeControlPlane, wait_until
+from herald_testing.kube import KubeControlPlane, apply_crd, served, wait_until
 
 FIXTURES = Path(__file__).parent / "fixtures"
 WIDGET_CRD = FIXTURES / "widget-crd.yaml"
@@ -33,14 +33,7 @@ def widget_crd(kube_api: Any) -> dict[str, Any]:
     body = yaml.safe_load(WIDGET_CRD.read_text())
     ext: Any = client.ApiextensionsV1Api(kube_api)
     name = body["metadata"]["name"]
-    try:
-        ext.create_custom_resource_definition(body)
-    except client.ApiException as exc:
-        if exc.status != 409:
-            raise
-        current = ext.read_custom_resource_definition(name)
-        body["metadata"]["resourceVersion"] = current.metadata.resource_version
-        ext.replace_custom_resource_definition(name, body)
+    apply_crd(ext, body)
 
     def established() -> bool:
         crd = ext.read_custom_resource_definition(name)
@@ -51,20 +44,8 @@ def widget_crd(kube_api: Any) -> dict[str, Any]:
     # Established can come a moment before the new resource is in discovery.
     custom: Any = client.CustomObjectsApi(kube_api)
     wait_until(
-        lambda: _lists(custom),
+        lambda: served(custom, WIDGET_GROUP, WIDGET_VERSION, WIDGET_PLURAL),
         timeout=30,
         what="the widgets resource to be served",
     )
     return body
-
-
-def _lists(custom: Any) -> bool:
-    from kubernetes import client
-
-    try:
-        custom.list_cluster_custom_object(WIDGET_GROUP, WIDGET_VERSION, WIDGET_PLURAL)
-    except client.ApiException as exc:
-        if exc.status == 404:
-            return False
-        raise
-    return True

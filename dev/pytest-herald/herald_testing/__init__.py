@@ -28,4 +28,25 @@ async def eventually(
         await asyncio.sleep(interval)
 
 
-__all__ = ["eventually"]
+async def serve_app(app: Any, port: int, timeout: float = 60.0) -> tuple[Any, asyncio.Task[None]]:
+    """Serve the ASGI ``app`` with uvicorn on ``127.0.0.1:port`` in this event loop (its
+    lifespan included); returns the server and its task once it listens, within
+    ``timeout`` seconds. Stop it with ``server.should_exit = True`` and ``await task``."""
+    import uvicorn
+
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    task = asyncio.create_task(server.serve())
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError(f"the server on port {port} did not start")
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"the server on port {port} did not start within {timeout}s")
+        await asyncio.sleep(0.02)
+    return server, task
+
+
+__all__ = ["eventually", "serve_app"]

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import pytest
+from herald_common.auth import TokenIssuer, generate_private_key_pem
 from herald_common.settings import HeraldSettings
 
 from herald_testing.cleanup import Declarations, delete, implied_names, named_after
@@ -32,7 +33,10 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 S = TypeVar("S", bound=HeraldSettings)
 
 
-def _infra_env() -> dict[str, str]:
+def infra_env() -> dict[str, str]:
+    """The shared servers' URLs (``HERALD_MONGODB_URI``, ``HERALD_AMQP_URL``,
+    ``HERALD_REDIS_URL``): a variable set in the environment wins over ``.run/infra.env``
+    (written by ``dev/infra.sh up``), which wins over the local defaults."""
     env = {
         "HERALD_MONGODB_URI": "mongodb://127.0.0.1:27017",
         "HERALD_AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/",
@@ -69,7 +73,7 @@ def infra() -> Iterator[dict[str, str]]:
     pub/sub channels and the per-user keys (``herald:notifications:<user>``, inbox
     versions) are global in a Redis, so tests of two workers using the same user id
     would hear each other's pushes."""
-    env = _infra_env()
+    env = infra_env()
     missing = [
         name
         for name, key, port in (
@@ -175,6 +179,27 @@ def make_settings(infra: dict[str, str], unique: str) -> Iterator[Callable[..., 
             client.close()
         except Exception as exc:  # noqa: BLE001 - cleanup is best effort
             print(f"could not drop test database {settings.mongodb_db}: {exc}")
+
+
+def settings_factory(
+    make_settings: Callable[..., Any], cls: type[S], component: str, **defaults: Any
+) -> Callable[..., S]:
+    """``make_settings`` for one component with a test suite's ``defaults``:
+    ``build(**overrides)`` gives its settings, keyword overrides winning."""
+
+    def build(**overrides: Any) -> S:
+        settings: S = make_settings(cls, component=component, **{**defaults, **overrides})
+        return settings
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def issuer() -> TokenIssuer:
+    """A token issuer with a key of its own that mints tokens as the users service does
+    (issuer ``herald-users``, audience ``herald``); services under test trust its
+    ``public_pem``."""
+    return TokenIssuer(generate_private_key_pem(), issuer="herald-users", audience="herald")
 
 
 def _delete_amqp(

@@ -131,6 +131,57 @@ def wait_until(
         time.sleep(interval)
 
 
+def apply_crd(ext: Any, body: dict[str, Any]) -> None:
+    """Create the CustomResourceDefinition ``body`` through ``ext`` (an
+    ``ApiextensionsV1Api``), or replace the one of that name (``body`` then carries its
+    ``resourceVersion``)."""
+    from kubernetes import client
+
+    name = body["metadata"]["name"]
+    try:
+        ext.create_custom_resource_definition(body)
+    except client.ApiException as exc:
+        if exc.status != 409:
+            raise
+        current = ext.read_custom_resource_definition(name)
+        body["metadata"]["resourceVersion"] = current.metadata.resource_version
+        ext.replace_custom_resource_definition(name, body)
+
+
+def served(custom: Any, group: str, version: str, plural: str) -> bool:
+    """Whether the API server serves ``plural`` of ``group/version`` yet (``custom``: a
+    ``CustomObjectsApi``); a new CRD's resource can be missing from discovery a moment
+    after the CRD is established."""
+    from kubernetes import client
+
+    try:
+        custom.list_cluster_custom_object(group, version, plural)
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a Kubernetes label selector (``matchLabels`` and ``matchExpressions``)
+    selects these labels."""
+    for k, v in (selector.get("matchLabels") or {}).items():
+        if labels.get(k) != v:
+            return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr["key"], expr["operator"], expr.get("values") or []
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
 def _tail(path: Path, lines: int) -> str:
     with path.open("rb") as f:
         f.seek(0, os.SEEK_END)

@@ -18,7 +18,7 @@ import sys
 from collections import defaultdict
 
 from herald_testing.cleanup import delete
-from herald_testing.infra import REPO_ROOT, _infra_env
+from herald_testing.infra import REPO_ROOT, infra_env
 
 TEST_ID = re.compile(r"(?:^|\.)t?([0-9a-f]{10})(?:\.|$)")
 
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in sorted(doomed_q | doomed_x):
             print(name)
     else:
-        delete(_infra_env()["HERALD_AMQP_URL"], doomed_q, doomed_x)
+        delete(infra_env()["HERALD_AMQP_URL"], doomed_q, doomed_x)
     verb = "would delete" if args.dry_run else "deleted"
     print(
         f"{verb} {len(doomed_q)} queues and {len(doomed_x)} exchanges left by tests; "

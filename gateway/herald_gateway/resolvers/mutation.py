@@ -20,6 +20,18 @@ T = TypeVar("T")
 MAX_INBOX_IDS = 100
 
 
+async def _change(
+    ctx: RequestContext, entities: tuple[str, ...], call: Callable[[], Awaitable[T]]
+) -> T:
+    """Run a change of the caller's data; the cached ``entities`` go whatever the outcome
+    (even a failed call may have changed something, e.g. a timeout after commit)."""
+    user = ctx.user()
+    try:
+        return await call()
+    finally:
+        await ctx.gateway.cache.invalidate(user.user_id, entities, "mutation")
+
+
 @Resolver("Mutation.register", schema_name=SCHEMA_NAME)
 async def resolve_register(
     parent: Any, args: dict[str, Any], ctx: RequestContext, info: Any
@@ -62,15 +74,12 @@ async def resolve_update_preferences(
     parent: Any, args: dict[str, Any], ctx: RequestContext, info: Any
 ) -> Any:
     """Partial preferences update; the cached profile is dropped at once."""
-    user = ctx.user()
+    ctx.user()
     patch = mapping.preferences_patch(args["input"])
     if not patch:
         raise bad_input("input: give at least one preference to change", field="input")
-    try:
-        updated = await ctx.gateway.services.users.update_preferences(patch, ctx.call)
-    finally:
-        # Even a failed call may have changed something (e.g. a timeout after commit).
-        await ctx.gateway.cache.invalidate(user.user_id, (ME,), "mutation")
+    users = ctx.gateway.services.users
+    updated = await _change(ctx, (ME,), lambda: users.update_preferences(patch, ctx.call))
     return mapping.user(updated)
 
 
@@ -78,14 +87,12 @@ async def resolve_update_preferences(
 async def resolve_update_profile(
     parent: Any, args: dict[str, Any], ctx: RequestContext, info: Any
 ) -> Any:
-    user = ctx.user()
+    ctx.user()
     name = str(args["name"]).strip()
     if not name:
         raise bad_input("name: must not be empty", field="name")
-    try:
-        updated = await ctx.gateway.services.users.update_me({"name": name}, ctx.call)
-    finally:
-        await ctx.gateway.cache.invalidate(user.user_id, (ME,), "mutation")
+    users = ctx.gateway.services.users
+    updated = await _change(ctx, (ME,), lambda: users.update_me({"name": name}, ctx.call))
     return mapping.user(updated)
 
 
@@ -103,11 +110,8 @@ async def resolve_delete_account(
 async def resolve_mark_read(
     parent: Any, args: dict[str, Any], ctx: RequestContext, info: Any
 ) -> Any:
-    user = ctx.user()
-    try:
-        data = await ctx.gateway.services.notifications.mark_read(args["id"], ctx.call)
-    finally:
-        await ctx.gateway.cache.invalidate(user.user_id, COUNTS, "mutation")
+    notes = ctx.gateway.services.notifications
+    data = await _inbox_change(ctx, lambda: notes.mark_read(args["id"], ctx.call))
     return mapping.notification(data)
 
 
@@ -115,11 +119,8 @@ async def resolve_mark_read(
 async def resolve_mark_all_read(
     parent: Any, args: dict[str, Any], ctx: RequestContext, info: Any
 ) -> int:
-    user = ctx.user()
-    try:
-        return await ctx.gateway.services.notifications.mark_all_read(ctx.call)
-    finally:
-        await ctx.gateway.cache.invalidate(user.user_id, COUNTS, "mutation")
+    notes = ctx.gateway.services.notifications
+    return await _inbox_change(ctx, lambda: notes.mark_all_read(ctx.call))
 
 
 def _ids(args: dict[str, Any], *, required: bool = True) -> list[str] | None:
@@ -133,13 +134,8 @@ def _ids(args: dict[str, Any], *, required: bool = True) -> list[str] | None:
 
 
 async def _inbox_change(ctx: RequestContext, call: Callable[[], Awaitable[T]]) -> T:
-    """Run an inbox change; the cached counts go whatever the outcome (a failed call
-    may still have changed something)."""
-    user = ctx.user()
-    try:
-        return await call()
-    finally:
-        await ctx.gateway.cache.invalidate(user.user_id, COUNTS, "mutation")
+    """Run an inbox change; the cached counts go whatever the outcome."""
+    return await _change(ctx, COUNTS, call)
 
 
 @Resolver("Mutation.markNotificationsRead", schema_name=SCHEMA_NAME)

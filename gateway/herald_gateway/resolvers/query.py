@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tartiflette import Resolver
@@ -63,20 +64,22 @@ async def resolve_notifications(
     return mapping.connection(page)
 
 
+async def _cached_count(
+    ctx: RequestContext, entity: str, load: Callable[[], Awaitable[Any]]
+) -> int:
+    """One of the caller's notification counts, cached per user as ``entity``."""
+    user = ctx.user()
+    return int(await ctx.gateway.cache.get_or_load(entity, user.user_id, load))
+
+
 @Resolver("Query.unreadCount", schema_name=SCHEMA_NAME)
 @once_per_request
 async def resolve_unread_count(
     parent: Any, args: dict[str, Any], ctx: RequestContext, info: Any
 ) -> int:
     """Unread notifications of the caller (cached; invalidated by notification events)."""
-    user = ctx.user()
-    services = ctx.gateway.services
-    count = await ctx.gateway.cache.get_or_load(
-        UNREAD,
-        user.user_id,
-        lambda: services.notifications.unread_count(ctx.call),
-    )
-    return int(count)
+    notifications = ctx.gateway.services.notifications
+    return await _cached_count(ctx, UNREAD, lambda: notifications.unread_count(ctx.call))
 
 
 @Resolver("Query.unseenCount", schema_name=SCHEMA_NAME)
@@ -85,14 +88,8 @@ async def resolve_unseen_count(
     parent: Any, args: dict[str, Any], ctx: RequestContext, info: Any
 ) -> int:
     """The badge: unseen notifications of the caller (cached like ``unreadCount``)."""
-    user = ctx.user()
-    services = ctx.gateway.services
-    count = await ctx.gateway.cache.get_or_load(
-        UNSEEN,
-        user.user_id,
-        lambda: services.notifications.unseen_count(ctx.call),
-    )
-    return int(count)
+    notifications = ctx.gateway.services.notifications
+    return await _cached_count(ctx, UNSEEN, lambda: notifications.unseen_count(ctx.call))
 
 
 @Resolver("Query.notification", schema_name=SCHEMA_NAME)

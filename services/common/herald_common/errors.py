@@ -6,14 +6,26 @@ matching HTTP status; the gateway turns the code into GraphQL ``extensions.code`
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
 
 class HeraldError(Exception):
+    """An error a service answers with its ``code`` and HTTP ``status``; a subclass
+    names both: ``class NotFound(HeraldError, code="NOT_FOUND", status=404)``."""
+
     code: ClassVar[str] = "INTERNAL"
     status: ClassVar[int] = 500
+
+    def __init_subclass__(
+        cls, *, code: str | None = None, status: int | None = None, **kwargs: Any
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        if code is not None:
+            cls.code = code
+        if status is not None:
+            cls.status = status
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
@@ -27,59 +39,32 @@ class HeraldError(Exception):
         return body
 
 
-class BadUserInput(HeraldError):
-    code = "BAD_USER_INPUT"
-    status = 400
+class BadUserInput(HeraldError, code="BAD_USER_INPUT", status=400): ...
 
 
-class Unauthenticated(HeraldError):
-    code = "UNAUTHENTICATED"
-    status = 401
+class Unauthenticated(HeraldError, code="UNAUTHENTICATED", status=401): ...
 
 
-class Forbidden(HeraldError):
-    code = "FORBIDDEN"
-    status = 403
+class Forbidden(HeraldError, code="FORBIDDEN", status=403): ...
 
 
-class NotFound(HeraldError):
-    code = "NOT_FOUND"
-    status = 404
+class NotFound(HeraldError, code="NOT_FOUND", status=404): ...
 
 
-class Conflict(HeraldError):
+class Conflict(HeraldError, code="CONFLICT", status=409):
     """A well-formed request that clashes with existing state (e.g. a taken email)."""
 
-    code = "CONFLICT"
-    status = 409
 
-
-class RateLimited(HeraldError):
-    code = "RATE_LIMITED"
-    status = 429
-
+class RateLimited(HeraldError, code="RATE_LIMITED", status=429):
     def __init__(self, message: str, *, retry_after: int = 1, field: str | None = None) -> None:
         super().__init__(message, field=field)
         self.retry_after = retry_after
 
 
-class Unavailable(HeraldError):
-    code = "UNAVAILABLE"
-    status = 503
+class Unavailable(HeraldError, code="UNAVAILABLE", status=503): ...
 
 
-BY_CODE: dict[str, type[HeraldError]] = {
-    cls.code: cls
-    for cls in (
-        BadUserInput,
-        Unauthenticated,
-        Forbidden,
-        NotFound,
-        Conflict,
-        RateLimited,
-        Unavailable,
-    )
-}
+BY_CODE: dict[str, type[HeraldError]] = {cls.code: cls for cls in HeraldError.__subclasses__()}
 
 
 class ErrorDetail(BaseModel):

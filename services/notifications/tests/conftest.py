@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
-from herald_common.auth import TokenIssuer, generate_private_key_pem
+from herald_common.auth import TokenIssuer
 from herald_common.db import run_db
 from herald_common.events import (
     Envelope,
@@ -33,6 +33,7 @@ from herald_notifications.config import NotificationsSettings
 from herald_notifications.main import create_app
 from herald_notifications.models import DeliveryRecord, Notification
 from herald_testing import eventually
+from herald_testing.infra import settings_factory
 
 # A Tuesday noon in UTC; tests move it explicitly.
 START = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -52,11 +53,6 @@ class Clock:
 
     def shift(self, **delta: float) -> None:
         self.now += timedelta(**delta)
-
-
-@pytest.fixture(scope="session")
-def issuer() -> TokenIssuer:
-    return TokenIssuer(generate_private_key_pem(), issuer="herald-users", audience="herald")
 
 
 @dataclass
@@ -198,21 +194,19 @@ class Harness:
 def notifications_settings(
     make_settings, issuer, unique, smtp_server
 ) -> Callable[..., NotificationsSettings]:
-    def build(**overrides: Any) -> NotificationsSettings:
-        values: dict[str, Any] = {
-            "jwt_public_key_pem": issuer.public_pem,
-            "users_queue": f"notifications.users.t{unique}",
-            "requests_queue": f"notifications.requests.t{unique}",
-            "email_queue": f"notifications.email.t{unique}",
-            "smtp_host": smtp_server.host,
-            "smtp_port": smtp_server.port,
-            "run_sweeps": False,  # tests run the sweeps with an injected clock
-            "batch_wait_ms": 20,
-        }
-        values.update(overrides)
-        return make_settings(NotificationsSettings, component="notifications", **values)
-
-    return build
+    return settings_factory(
+        make_settings,
+        NotificationsSettings,
+        "notifications",
+        jwt_public_key_pem=issuer.public_pem,
+        users_queue=f"notifications.users.t{unique}",
+        requests_queue=f"notifications.requests.t{unique}",
+        email_queue=f"notifications.email.t{unique}",
+        smtp_host=smtp_server.host,
+        smtp_port=smtp_server.port,
+        run_sweeps=False,  # tests run the sweeps with an injected clock
+        batch_wait_ms=20,
+    )
 
 
 async def _harness(

@@ -15,9 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from herald_common.redis_client import inbox_version_key, user_channel
-from herald_testing import eventually
+from herald_testing import eventually, serve_app
 from herald_testing.ports import free_port
 from websockets.asyncio.client import connect
 
@@ -102,13 +101,7 @@ async def gw(harness, make_settings, issuer, unique) -> AsyncIterator[Gateway]:
     app = create_gateway(
         settings, transports={"notifications": httpx.ASGITransport(app=harness.apps[0])}
     )
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    task = asyncio.create_task(server.serve())
-    await eventually(lambda: server.started or task.done(), timeout=60)
-    if task.done():
-        task.result()
+    server, task = await serve_app(app, port)
     url = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
         try:

@@ -10,35 +10,28 @@ from typing import Any
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
-from herald_common.auth import TokenIssuer, generate_private_key_pem
+from herald_common.auth import TokenIssuer
 from herald_common.events import Envelope, make_event
 from herald_common.preferences import Preferences
 from herald_recommendations.config import RecommendationsSettings
 from herald_recommendations.main import create_app
-
-
-@pytest.fixture(scope="session")
-def issuer() -> TokenIssuer:
-    return TokenIssuer(generate_private_key_pem(), issuer="herald-users", audience="herald")
+from herald_testing.infra import settings_factory
 
 
 @pytest.fixture
 def rec_settings(make_settings, issuer, unique) -> Callable[..., RecommendationsSettings]:
     """Settings factory: small catalog, own queues, fast debounce."""
-
-    def build(**overrides: Any) -> RecommendationsSettings:
-        values: dict[str, Any] = {
-            "jwt_public_key_pem": issuer.public_pem,
-            "activity_queue": f"recommendations.activity.{unique}",
-            "users_queue": f"recommendations.users.{unique}",
-            "catalog_products": 300,
-            "catalog_categories": 20,
-            "incremental_debounce_seconds": 0.05,
-        }
-        values.update(overrides)
-        return make_settings(RecommendationsSettings, component="recommendations", **values)
-
-    return build
+    return settings_factory(
+        make_settings,
+        RecommendationsSettings,
+        "recommendations",
+        jwt_public_key_pem=issuer.public_pem,
+        activity_queue=f"recommendations.activity.{unique}",
+        users_queue=f"recommendations.users.{unique}",
+        catalog_products=300,
+        catalog_categories=20,
+        incremental_debounce_seconds=0.05,
+    )
 
 
 @dataclass

@@ -18,7 +18,6 @@ import aio_pika
 import mongoengine
 import pytest
 from herald_common import replica
-from herald_common.auth import TokenIssuer, generate_private_key_pem
 from herald_common.db import connect_db, disconnect_db
 from herald_common.events import Envelope, NotificationRequested, make_event
 from herald_common.messaging import Broker
@@ -26,28 +25,21 @@ from herald_common.preferences import Preferences
 from herald_scheduler.config import SchedulerSettings
 from herald_scheduler.models import ensure_indexes
 from herald_testing import eventually
-
-
-@pytest.fixture(scope="session")
-def issuer() -> TokenIssuer:
-    return TokenIssuer(generate_private_key_pem(), issuer="herald-users", audience="herald")
+from herald_testing.infra import settings_factory
 
 
 @pytest.fixture
 def scheduler_settings(make_settings, unique, issuer) -> Callable[..., SchedulerSettings]:
     """Settings factory for the scheduler; keyword overrides win."""
-
-    def build(**overrides: Any) -> SchedulerSettings:
-        values: dict[str, Any] = {
-            "queue_prefix": f"scheduler.t{unique}",
-            "order_cancel_probability": 0.0,
-            "jwt_public_key_pem": issuer.public_pem,
-            "fanout_batch_size": 100,
-        }
-        values.update(overrides)
-        return make_settings(SchedulerSettings, component="scheduler", **values)
-
-    return build
+    return settings_factory(
+        make_settings,
+        SchedulerSettings,
+        "scheduler",
+        queue_prefix=f"scheduler.t{unique}",
+        order_cancel_probability=0.0,
+        jwt_public_key_pem=issuer.public_pem,
+        fanout_batch_size=100,
+    )
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 from herald_common.auth import generate_private_key_pem
 from herald_common.events import Envelope
+from herald_testing.infra import settings_factory
 from herald_users.config import UsersSettings
 from herald_users.main import create_app
 from pydantic import SecretStr
@@ -48,22 +49,19 @@ def signing_key() -> str:
 @pytest.fixture
 def users_settings(make_settings, signing_key, unique) -> Callable[..., UsersSettings]:
     """Settings factory for the users service; keyword overrides win."""
-
-    def build(**overrides: Any) -> UsersSettings:
-        values: dict[str, Any] = {
-            "private_key_pem": SecretStr(signing_key),
-            "argon2_time_cost": 1,
-            "argon2_memory_kib": 1024,
-            "argon2_parallelism": 1,
-            "rate_limit_prefix": f"herald:test:{unique}:ratelimit",
-            "admin_email": ADMIN_EMAIL,
-            "admin_password": SecretStr(ADMIN_PASSWORD),
-            "refresh_sweep_interval_seconds": 3600,
-        }
-        values.update(overrides)
-        return make_settings(UsersSettings, component="users", **values)
-
-    return build
+    return settings_factory(
+        make_settings,
+        UsersSettings,
+        "users",
+        private_key_pem=SecretStr(signing_key),
+        argon2_time_cost=1,
+        argon2_memory_kib=1024,
+        argon2_parallelism=1,
+        rate_limit_prefix=f"herald:test:{unique}:ratelimit",
+        admin_email=ADMIN_EMAIL,
+        admin_password=SecretStr(ADMIN_PASSWORD),
+        refresh_sweep_interval_seconds=3600,
+    )
 
 
 @dataclass

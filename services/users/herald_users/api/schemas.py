@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import Depends, Request
+from herald_common.errors import ErrorBody
 from herald_common.preferences import Preferences, PreferencesPatch
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -80,16 +81,6 @@ class AuthTokens(BaseModel):
             expires_in=session.expires_in,
             user=UserOut.of(session.user),
         )
-
-
-class ErrorDetail(BaseModel):
-    code: str
-    message: str
-    field: str | None = None
-
-
-class ErrorBody(BaseModel):
-    error: ErrorDetail
 
 
 def errors(*statuses: int) -> dict[int | str, dict[str, object]]:
