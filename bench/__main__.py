@@ -4,7 +4,7 @@
 
 Scenarios (each is also its own command, ``python -m bench.<scenario> --help``):
 ceilings, messaging, inbox, gateway, ingest, recommendations, fanout, latency, pipeline,
-hostile, operator.
+hostile, revocation, operator.
 Without names all run at their default (full) sizes; ``--smoke`` runs them at tiny
 sizes in seconds to prove they work end to end (what the test suite does). Each
 appends its section to ``bench/RESULTS.md`` (``HERALD_BENCH_RESULTS`` writes elsewhere).
@@ -29,6 +29,7 @@ SCENARIOS = [
     "latency",
     "pipeline",
     "hostile",
+    "revocation",
     "operator",
 ]
 
@@ -55,6 +56,7 @@ SMOKE: dict[str, list[str]] = {
     ],
     "pipeline": ["--seconds", "3", "--users", "200"],
     "hostile": ["--seconds", "1", "--attackers", "2"],
+    "revocation": ["--sockets", "3", "--others", "2"],
     "operator": ["--latency-samples", "3", "--campaigns", "5"],
 }  # fmt: skip
 

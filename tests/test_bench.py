@@ -33,6 +33,7 @@ SECTIONS = {
     "fanout": ("Campaign fan-out", "fanout.png"),
     "latency": ("End-to-end latency", "latency.png"),
     "hostile": ("Alias amplification and fairness", None),
+    "revocation": ("Revocation: logout → WebSocket closed", None),
     "operator": ("Operator", None),
 }
 

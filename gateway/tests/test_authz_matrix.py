@@ -20,20 +20,15 @@ resources are the services' part: their route matrix is in each service's
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import graphql
-import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
-from herald_common.auth import TokenIssuer, generate_private_key_pem
-from herald_common.redis_client import revoke_token, user_channel
+from herald_common.redis_client import user_channel
 from herald_testing import eventually
+from herald_testing.tokens import FORGED, forged_token
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -87,17 +82,7 @@ POLICY: dict[str, str] = {
 # kind, with a token of their own.
 DESTRUCTIVE = {"Mutation.logout", "Mutation.deleteAccount"}
 
-BAD_TOKENS = (
-    "garbage",
-    "tampered",
-    "alg_none",
-    "hs256_public_key",
-    "expired",
-    "revoked",
-    "refresh_as_bearer",
-    "other_issuer",
-    "embedded_jwk",
-)
+BAD_TOKENS = FORGED
 AUTH_CODES = {"UNAUTHENTICATED", "FORBIDDEN"}
 
 
@@ -174,18 +159,9 @@ def document(kind: str, name: str, fld: graphql.GraphQLField) -> str:
 # --- callers -------------------------------------------------------------------------------
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
-def _forge(header: dict[str, Any], claims: dict[str, Any], sign: Any) -> str:
-    head = _b64(json.dumps(header).encode())
-    body = _b64(json.dumps(claims).encode())
-    return f"{head}.{body}.{sign(f'{head}.{body}'.encode())}"
-
-
 async def bearer(kind: str, redis: Any, user: str = "matrix-user") -> str | None:
-    """The Authorization header value of a caller ``kind``."""
+    """The Authorization header value of a caller ``kind`` (the forged kinds come from
+    :mod:`herald_testing.tokens`, shared with the services' route matrices)."""
     ttl = timedelta(minutes=10)
     if kind == "anonymous":
         return None
@@ -193,47 +169,7 @@ async def bearer(kind: str, redis: Any, user: str = "matrix-user") -> str | None
         return f"Bearer {ISSUER.issue(user, ttl=ttl)[0]}"
     if kind == "admin":
         return f"Bearer {ISSUER.issue(user, roles=('admin',), ttl=ttl)[0]}"
-    if kind == "garbage":
-        return "Bearer not-a-token"
-    if kind == "tampered":
-        token = ISSUER.issue(user, ttl=ttl)[0]
-        head, body, sig = token.split(".")
-        claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-        claims["roles"] = ["admin"]
-        return f"Bearer {head}.{_b64(json.dumps(claims).encode())}.{sig}"
-    claims = ISSUER.issue(user, roles=("admin",), ttl=ttl)[1]
-    if kind == "alg_none":
-        return "Bearer " + _forge({"alg": "none", "typ": "JWT"}, claims, lambda _: "")
-    if kind == "hs256_public_key":
-        key = (
-            ISSUER.public_pem.encode() if isinstance(ISSUER.public_pem, str) else ISSUER.public_pem
-        )
-
-        def sign(data: bytes) -> str:
-            return _b64(hmac.new(key, data, hashlib.sha256).digest())
-
-        return "Bearer " + _forge({"alg": "HS256", "typ": "JWT", "kid": ISSUER.kid}, claims, sign)
-    if kind == "expired":
-        past = datetime.now(UTC) - timedelta(hours=2)
-        return f"Bearer {ISSUER.issue(user, ttl=timedelta(minutes=15), now=past)[0]}"
-    if kind == "revoked":
-        token, revoked_claims = ISSUER.issue(user, ttl=ttl)
-        await revoke_token(redis, revoked_claims["jti"], 600)
-        return f"Bearer {token}"
-    if kind == "refresh_as_bearer":
-        return f"Bearer {ISSUER.issue(user, token_type='refresh', ttl=ttl)[0]}"
-    if kind == "other_issuer":
-        other = TokenIssuer(generate_private_key_pem(), issuer="herald-users", audience="herald")
-        other.kid = ISSUER.kid  # claims to be our key
-        return f"Bearer {other.issue(user, roles=('admin',), ttl=ttl)[0]}"
-    if kind == "embedded_jwk":
-        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(private.public_key()))
-        token = jwt.encode(
-            claims, private, algorithm="RS256", headers={"jwk": jwk, "kid": "attacker"}
-        )
-        return f"Bearer {token}"
-    raise ValueError(kind)
+    return f"Bearer {await forged_token(kind, ISSUER, redis, user)}"
 
 
 def codes(body: dict[str, Any]) -> set[str]:

@@ -1,28 +1,36 @@
-"""Private RabbitMQ and Redis servers that a test may stop and start again.
+"""Private RabbitMQ, Redis, PostgreSQL and FerretDB servers that a test may stop and
+start again.
 
 The shared servers of dev/infra.sh serve every test run on the machine and are never
-stopped. These run the same binaries (Debian's rabbitmq-server, redis-server) as the
-calling user, on free loopback ports, with data, logs and the Erlang cookie in a folder
-of their own: a RabbitMQ node of its own name (``RABBITMQ_NODENAME``, mnesia and log
-bases in that folder, its own distribution port; it registers with the machine's epmd
-like any node) and a Redis without persistence. ``stop()`` then ``start()`` is a real
-restart on the same ports and the same data directory.
+stopped. These run the same binaries (Debian's rabbitmq-server, redis-server,
+postgresql-15 and the repository's ``.run/bin/herald-ferretdb``) on free loopback ports,
+with data, logs and the Erlang cookie in a folder of their own: a RabbitMQ node of its
+own name (``RABBITMQ_NODENAME``, mnesia and log bases in that folder, its own
+distribution port; it registers with the machine's epmd like any node), a Redis without
+persistence, a PostgreSQL cluster made by ``initdb`` (as dev/infra.sh configures it; as
+root it runs as the ``postgres`` user, like dev/infra.sh's) and a FerretDB on it with
+dev/infra.sh's flags. ``stop()`` then ``start()`` is a real restart on the same ports
+and the same data directory.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from pathlib import Path
 
-from .conftest import free_port
+from .conftest import REPO, free_port
 
 RABBITMQ_LIB_BIN = Path("/usr/lib/rabbitmq/bin")
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+FERRETDB_BIN = REPO / ".run" / "bin" / "herald-ferretdb"
 HOST = "127.0.0.1"
 
 
@@ -46,6 +54,22 @@ def redis_answers(port: int) -> bool:
             return s.recv(64).startswith(b"+PONG")
     except OSError:
         return False
+
+
+def mongo_answers(port: int) -> bool:
+    """The port answers a MongoDB ``ping`` (FerretDB is up and reaches PostgreSQL)."""
+    import pymongo
+
+    client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(
+        HOST, port, serverSelectionTimeoutMS=2000, connectTimeoutMS=2000
+    )
+    try:
+        client.admin.command("ping")
+    except Exception:  # noqa: BLE001 - any failure means "not answering yet"
+        return False
+    finally:
+        client.close()
+    return True
 
 
 def wait_until(check, what: str, timeout: float, process: subprocess.Popen[bytes]) -> None:
@@ -211,6 +235,138 @@ class PrivateRedis:
         wait_until(lambda: redis_answers(self.port), "redis-server", timeout, self.process)
 
     def stop(self, timeout: float = 30) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+
+
+class PrivatePostgreSQL:
+    """A PostgreSQL 15 cluster of its own (``initdb``), configured like dev/infra.sh's:
+    loopback only, trust authentication for the role ``herald``, ``synchronous_commit =
+    off``, and the database ``ferretdb``. PostgreSQL refuses to run as root: as root the
+    cluster belongs to the ``postgres`` user and lives in a folder of its own under the
+    system's temporary directory (a pytest folder is private to root)."""
+
+    def __init__(self) -> None:
+        self.base = Path(tempfile.mkdtemp(prefix="herald-pg-"))
+        self.port = free_port()
+        self.data = self.base / "data"
+        self.log = self.base / "postgresql.log"
+        self.starts = 0
+        if os.geteuid() == 0:
+            shutil.chown(self.base, "postgres", "postgres")
+        initdb = [str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "herald", "-A", "trust"]
+        self._as_owner([*initdb, "-E", "UTF8", "--locale=C.UTF-8"], timeout=120)
+        conf = (
+            f"listen_addresses = '{HOST}'\n"
+            f"port = {self.port}\n"
+            f"unix_socket_directories = '{self.base}'\n"
+            "max_connections = 300\n"
+            "shared_buffers = 128MB\n"
+            "synchronous_commit = off\n"
+            "log_min_messages = warning\n"
+        )
+        self._as_owner(["tee", str(self.data / "postgresql.auto.conf")], stdin=conf)
+
+    @property
+    def url(self) -> str:
+        """FerretDB's ``-postgresql-url`` for this cluster (dev/infra.sh's form)."""
+        return f"postgres://herald@{HOST}:{self.port}/ferretdb?sslmode=disable&pool_max_conns=100"
+
+    def _as_owner(
+        self, argv: list[str], *, timeout: float = 60, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        if os.geteuid() == 0:
+            argv = ["runuser", "-u", "postgres", "--", *argv]
+        result = subprocess.run(
+            argv, input=stdin, capture_output=True, text=True, timeout=timeout, check=False
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"{argv[0]} failed: {result.stdout}{result.stderr}")
+        return result
+
+    def _ctl(self, *args: str, timeout: float = 120) -> None:
+        self._as_owner(
+            [str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-s", *args],
+            timeout=timeout,
+        )
+
+    def start(self, timeout: float = 120) -> None:
+        """``pg_ctl start`` (waits until it accepts connections); the first start creates
+        the database ``ferretdb``."""
+        self._ctl("-w", "-t", str(int(timeout)), "start", timeout=timeout + 10)
+        if self.starts == 0:
+            psql = [str(PG_BIN / "psql"), "-X", "-q", "-h", HOST, "-p", str(self.port)]
+            subprocess.run(
+                [*psql, "-U", "herald", "-d", "postgres", "-c", "CREATE DATABASE ferretdb"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            )
+        self.starts += 1
+
+    def stop(self, timeout: float = 60) -> None:
+        """``pg_ctl stop -m fast``: open sessions are ended, the server shuts down cleanly."""
+        self._ctl("-m", "fast", "-w", "-t", str(int(timeout)), "stop", timeout=timeout + 10)
+
+    def remove(self) -> None:
+        """Stop the cluster if it runs and delete its folder."""
+        with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
+            self._ctl("-m", "immediate", "-w", "-t", "30", "stop", timeout=40)
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+class PrivateFerretDB:
+    """``.run/bin/herald-ferretdb`` on ``postgres`` with dev/infra.sh's flags, on a free
+    port, its state folder in ``base``."""
+
+    def __init__(self, base: Path, postgres: PrivatePostgreSQL) -> None:
+        self.base = base
+        self.postgres = postgres
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+        base.mkdir(parents=True, exist_ok=True)
+        if not FERRETDB_BIN.exists():
+            build = subprocess.run(
+                ["/bin/bash", str(REPO / "dev" / "ferretdb" / "build.sh")],
+                capture_output=True,
+                text=True,
+                timeout=1800,
+                check=False,
+            )
+            if build.returncode != 0:
+                raise RuntimeError(f"dev/ferretdb/build.sh failed: {build.stderr[-2000:]}")
+
+    @property
+    def url(self) -> str:
+        return f"mongodb://{HOST}:{self.port}"
+
+    def start(self, timeout: float = 120) -> None:
+        log = (self.base / "ferretdb.log").open("ab")
+        argv = [str(FERRETDB_BIN), "-listen-addr", f"{HOST}:{self.port}"]
+        argv += ["-postgresql-url", self.postgres.url, "-data-dir", str(self.base)]
+        argv += ["-log-level", "error"]
+        self.process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+        log.close()
+        self.starts += 1
+        wait_until(lambda: mongo_answers(self.port), "herald-ferretdb", timeout, self.process)
+
+    def stop(self, timeout: float = 30) -> None:
+        """SIGTERM (FerretDB closes its listener, then waits for open connections), then
+        SIGKILL after ``timeout``."""
         if self.process is None or self.process.poll() is not None:
             return
         self.process.terminate()

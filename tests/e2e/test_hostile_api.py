@@ -120,12 +120,40 @@ async def test_probe_documents_through_the_real_gateway(herald, gql) -> None:
     data = await gql(aliases, token=ann["accessToken"])
     assert len(set(data.values())) == 1
 
-    # Let the components flush their logs, then grep every one for the password.
+    # Every token this run is issued, used as the flows use them: register, a refresh
+    # rotation, logout with the new pair, then the revoked access token, the rotated-away
+    # refresh token and the logged-out refresh token sent again (all refused).
+    tokens = [ann["accessToken"], ann["refreshToken"]]
+    refresh = (
+        "mutation($r: String!) { refreshToken(refreshToken: $r) { accessToken refreshToken } }"
+    )
+    rotated = (await gql(refresh, {"r": ann["refreshToken"]}))["refreshToken"]
+    tokens += [rotated["accessToken"], rotated["refreshToken"]]
+    await gql(
+        "mutation($r: String) { logout(refreshToken: $r) }",
+        {"r": rotated["refreshToken"]},
+        token=rotated["accessToken"],
+    )
+    r = await gql.raw("{ me { id } }", token=rotated["accessToken"])
+    assert codes(r) == ["UNAUTHENTICATED"], r.text
+    for used in (ann["refreshToken"], rotated["refreshToken"]):
+        r = await gql.raw(refresh, {"r": used})
+        assert codes(r) == ["UNAUTHENTICATED"], r.text
+    assert len(set(tokens)) == 4
+
+    # Let the components flush their logs, then grep every one for the password and
+    # for each token (whole, and its signature: a token cut short in a log still leaks).
     await asyncio.sleep(1)
     logs = sorted((herald.run_dir / "logs").glob("*.log"))
     assert logs
+    secrets = {"password": PASSWORD}
+    for n, token in enumerate(tokens):
+        secrets[f"token {n}"] = token
+        secrets[f"token {n} signature"] = token.rsplit(".", 1)[1]
     for log in logs:
-        assert PASSWORD not in log.read_text(errors="replace"), log.name
+        text = log.read_text(errors="replace")
+        for name, secret in secrets.items():
+            assert secret not in text, f"{name} in {log.name}"
 
 
 async def test_a_hostile_alias_query_leaves_another_users_query_working(herald, gql) -> None:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -123,3 +128,47 @@ async def test_malformed_deep_and_oversized_requests(herald, gql) -> None:
     huge = {"query": "{ me { id } }", "variables": {"pad": "x" * (100 * 1024)}}
     r = await post(herald.graphql, json=huge)
     assert r.status_code == 413 and codes(r) == ["BAD_USER_INPUT"]
+
+
+async def test_logout_closes_the_open_websocket_with_4401(herald, gql) -> None:
+    """Logout through GraphQL with a subscribed socket open on the same token: the users
+    service deny-lists and announces the token, the gateway closes that socket with 4401
+    ``token revoked``; a socket of the same user on another session stays open. (How
+    fast is measured by ``python -m bench.revocation``, not asserted here.)"""
+    ann = await gql.register("Ann")
+    other = await gql.login(ann["email"], ann["password"])
+    subscribe = {
+        "id": "s",
+        "type": "subscribe",
+        "payload": {"query": "subscription { notificationAdded { id } }"},
+    }
+
+    async def subscribed(token: str):
+        ws = await connect(herald.ws_url, subprotocols=["graphql-transport-ws"])
+        init = {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
+        await ws.send(json.dumps(init))
+        assert json.loads(await asyncio.wait_for(ws.recv(), 30))["type"] == "connection_ack"
+        await ws.send(json.dumps(subscribe))
+        return ws
+
+    async with await subscribed(ann["accessToken"]) as ws, await subscribed(other) as kept:
+        data = await gql(
+            "mutation($r: String) { logout(refreshToken: $r) }",
+            {"r": ann["refreshToken"]},
+            token=ann["accessToken"],
+        )
+        assert data == {"logout": True}
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:  # anything before the close (pings) is not the answer
+                message = json.loads(await asyncio.wait_for(ws.recv(), 60))
+                assert message["type"] in ("ping", "pong"), message
+        assert closed.value.rcvd is not None
+        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (
+            4401,
+            "Unauthorized: token revoked",
+        )
+        # The other session of the same user keeps its socket.
+        await kept.send(json.dumps({"type": "ping"}))
+        assert json.loads(await asyncio.wait_for(kept.recv(), 30)) == {"type": "pong"}
+    r = await gql.raw("{ me { id } }", token=ann["accessToken"])
+    assert codes(r) == ["UNAUTHENTICATED"]

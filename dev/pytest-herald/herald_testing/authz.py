@@ -2,11 +2,16 @@
 
 Each service's ``test_authz_routes.py`` declares who may call each route (``public``,
 ``user``, ``admin``); :func:`check_routes` fails when a route of ``/openapi.json`` has no
-entry, then calls every route as anonymous,
-with a garbage token, as a user and as an admin:
+entry, then calls every route as anonymous, with each bad token of
+:data:`herald_testing.tokens.FORGED` (garbage, tampered payload, ``alg: none``, HS256
+with the public key, expired, revoked, a refresh token as bearer, another key, an
+embedded ``jwk`` — the GraphQL matrix's kinds, made against the issuer the service
+trusts), as a user and as an admin:
 
-* ``user`` routes: anonymous and garbage → 401; user and admin → neither 401 nor 403;
-* ``admin`` routes: anonymous and garbage → 401, a user → 403, an admin → neither;
+* ``user`` routes: anonymous and every bad token → 401; user and admin → neither 401
+  nor 403;
+* ``admin`` routes: anonymous and every bad token → 401, a user → 403, an admin →
+  neither;
 * ``public`` routes: never 401/403 for lack of a token, and never a 5xx.
 
 Path parameters get a placeholder (``matrix-…``); bodies are ``{}``: the refusal comes
@@ -20,8 +25,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import redis.asyncio as aioredis
+from herald_common.auth import TokenIssuer
+
+from herald_testing.tokens import FORGED, forged_headers
 
 PUBLIC, USER, ADMIN = "public", "user", "admin"
+# Who calls each route: anonymous, every bad token, a user, an admin.
+CALLERS = ("anonymous", *FORGED, "user", "admin")
 SKIPPED = ("/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc")
 
 
@@ -50,10 +61,14 @@ async def check_routes(
     *,
     user: dict[str, str],
     admin: dict[str, str],
+    issuer: TokenIssuer,
+    redis_url: str,
     destructive: dict[str, tuple[Callable[[], Awaitable[dict[str, str]]], ...]] | None = None,
 ) -> Matrix:
     """Check every route against ``policy``; returns the table of statuses.
 
+    ``issuer`` is the token issuer the service trusts and ``redis_url`` the Redis of its
+    deny-list: the bad tokens are forged against them (:mod:`herald_testing.tokens`).
     ``destructive`` maps routes that end the caller's token or account (logout, delete)
     to factories of fresh ``(user, admin)`` headers; those routes run last, in that order."""
     destructive = destructive or {}
@@ -61,12 +76,13 @@ async def check_routes(
     routes = routes_of(spec)
     missing = sorted(set(routes) - policy.keys())
     assert not missing, f"routes without an authorization policy: {missing}"
-    callers: dict[str, dict[str, str]] = {
-        "anonymous": {},
-        "garbage": {"authorization": "Bearer not-a-token"},
-        "user": user,
-        "admin": admin,
-    }
+    redis = aioredis.from_url(redis_url)
+    try:
+        forged = await forged_headers(issuer, redis, user="matrix-forged")
+    finally:
+        await redis.aclose()
+    callers: dict[str, dict[str, str]] = {"anonymous": {}, **forged, "user": user, "admin": admin}
+    assert tuple(callers) == CALLERS
     matrix = Matrix()
     order = list(destructive)
     for route in sorted(routes, key=lambda r: order.index(r) + 1 if r in destructive else 0):
@@ -93,7 +109,7 @@ async def check_routes(
             if rule == PUBLIC:
                 if caller == "anonymous":
                     assert status not in (401, 403), where
-            elif caller in ("anonymous", "garbage"):
+            elif caller == "anonymous" or caller in FORGED:
                 assert status == 401, where
             elif caller == "user" and rule == ADMIN:
                 assert status == 403, where

@@ -4,7 +4,7 @@ Another user's notification is NOT_FOUND: ``tests/e2e/test_protection.py``."""
 from __future__ import annotations
 
 import pytest
-from herald_testing.authz import ADMIN, USER, check_routes
+from herald_testing.authz import ADMIN, CALLERS, USER, check_routes
 
 pytestmark = pytest.mark.integration
 
@@ -36,5 +36,7 @@ async def test_route_matrix(harness) -> None:
         POLICY,
         user=harness.auth("matrix-user"),
         admin=harness.auth("matrix-admin", "admin"),
+        issuer=harness.issuer,
+        redis_url=harness.settings.redis_url,
     )
-    assert matrix.rows
+    assert len(matrix.rows) == len(CALLERS) * len(POLICY)

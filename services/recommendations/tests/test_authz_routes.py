@@ -4,7 +4,7 @@ OpenAPI); another user's recommendations are the admin route ``/{user_id}``."""
 from __future__ import annotations
 
 import pytest
-from herald_testing.authz import ADMIN, USER, check_routes
+from herald_testing.authz import ADMIN, CALLERS, USER, check_routes
 
 pytestmark = pytest.mark.integration
 
@@ -24,5 +24,7 @@ async def test_route_matrix(service, issuer) -> None:
         POLICY,
         user=service.token(issuer, "matrix-user"),
         admin=service.token(issuer, "matrix-admin", admin=True),
+        issuer=issuer,
+        redis_url=service.settings.redis_url,
     )
-    assert matrix.rows
+    assert len(matrix.rows) == len(CALLERS) * len(POLICY)

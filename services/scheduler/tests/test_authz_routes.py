@@ -8,7 +8,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from herald_scheduler.main import create_app
-from herald_testing.authz import ADMIN, USER, check_routes
+from herald_testing.authz import ADMIN, CALLERS, USER, check_routes
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +25,8 @@ POLICY = {
 async def test_route_matrix(scheduler_settings, issuer) -> None:
     user, _ = issuer.issue("matrix-user", ttl=timedelta(minutes=30))
     admin, _ = issuer.issue("matrix-admin", roles=["admin"], ttl=timedelta(minutes=30))
-    app = create_app(scheduler_settings())
+    settings = scheduler_settings()
+    app = create_app(settings)
     async with LifespanManager(app, startup_timeout=60, shutdown_timeout=30) as manager:
         transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://scheduler") as client:
@@ -34,5 +35,7 @@ async def test_route_matrix(scheduler_settings, issuer) -> None:
                 POLICY,
                 user={"authorization": f"Bearer {user}"},
                 admin={"authorization": f"Bearer {admin}"},
+                issuer=issuer,
+                redis_url=settings.redis_url,
             )
-    assert matrix.rows
+    assert len(matrix.rows) == len(CALLERS) * len(POLICY)

@@ -6,15 +6,42 @@
 * per client address: every attempt counts.
 
 Keys hash the email so no address appears in Redis.
+
+Redis unreachable: the limits fail **closed**. A login that cannot be counted is
+refused with 503 ``UNAVAILABLE`` (the service's usual error body), before the password
+is checked; a failure or success that cannot be recorded refuses the login the same
+way. Guessing passwords must not get faster when Redis is down, and a session issued
+then could not be used anyway: every verifier refuses tokens while the deny-list cannot
+be read (``herald_common.auth.TokenVerifier``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from herald_common.errors import RateLimited
+from herald_common.errors import RateLimited, Unavailable
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+log = logging.getLogger(__name__)
+
+# Redis cannot be reached (stopped, restarting, network, pool exhausted).
+_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+@asynccontextmanager
+async def _redis_needed() -> AsyncIterator[None]:
+    """Turn Redis being unreachable into a typed 503 (fail closed)."""
+    try:
+        yield
+    except _UNREACHABLE as exc:
+        log.warning("login rate limit unavailable: Redis cannot be reached", exc_info=True)
+        raise Unavailable("logins cannot be checked right now; try again shortly") from exc
 
 
 @dataclass(frozen=True)
@@ -52,7 +79,12 @@ class LoginRateLimiter:
         return int(count)
 
     async def check_attempt(self, email: str, address: str | None) -> None:
-        """Count an attempt from ``address``; refuse if the address or email is over."""
+        """Count an attempt from ``address``; refuse if the address or email is over
+        (:class:`RateLimited`), or if Redis cannot be reached (:class:`Unavailable`)."""
+        async with _redis_needed():
+            await self._check_attempt(email, address)
+
+    async def _check_attempt(self, email: str, address: str | None) -> None:
         if address:
             key = self._address_key(address)
             hits = await self._hit(key, self.per_address.window_seconds)
@@ -71,7 +103,9 @@ class LoginRateLimiter:
             )
 
     async def record_failure(self, email: str) -> None:
-        await self._hit(self._email_key(email), self.per_email.window_seconds)
+        async with _redis_needed():
+            await self._hit(self._email_key(email), self.per_email.window_seconds)
 
     async def record_success(self, email: str) -> None:
-        await self.redis.delete(self._email_key(email))
+        async with _redis_needed():
+            await self.redis.delete(self._email_key(email))

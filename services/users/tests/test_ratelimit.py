@@ -101,3 +101,35 @@ def test_trusted_proxies_default_to_loopback_and_parse_from_the_environment(
     monkeypatch.setenv("HERALD_USERS_TRUSTED_PROXIES", "gateway.herald.svc")
     with pytest.raises(ValueError, match="not an address or network"):
         UsersSettings(environment="test")
+
+
+async def test_unreachable_redis_refuses_logins_typed_and_recovers(
+    start_users, users_settings, infra
+):
+    """Redis away (open connections cut, new ones refused): a login cannot be counted,
+    so it is refused with 503 UNAVAILABLE in the service's error body (fail closed, like
+    the token deny-list), right or wrong password alike, never a 500 and never a 401
+    that would mean the password was checked uncounted; once Redis answers, logins work."""
+    from herald_testing.faults import TcpProxy
+
+    proxy = await TcpProxy.for_url(infra["HERALD_REDIS_URL"], 6379).start()
+    try:
+        users = await start_users(
+            users_settings(redis_url=proxy.url_through(infra["HERALD_REDIS_URL"]))
+        )
+        await users.register("ann@example.com")
+        assert (await users.login("ann@example.com")).status_code == 200
+        proxy.pause()
+        proxy.drop_all()
+        for password in (users.password, "wrong-Password-1"):
+            r = await users.login("ann@example.com", password)
+            assert r.status_code == 503, r.text
+            error = r.json()["error"]
+            assert error["code"] == "UNAVAILABLE", r.text
+            assert "try again" in error["message"]
+            assert password not in r.text
+        proxy.resume()
+        assert (await users.login("ann@example.com")).status_code == 200
+        assert (await users.login("ann@example.com", "wrong-Password-1")).status_code == 401
+    finally:
+        await proxy.close()
