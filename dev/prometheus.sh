@@ -19,6 +19,10 @@
 #   HERALD_PROMETHEUS_DIR        configuration, data, pid and log [.run/prometheus]
 #   HERALD_PROMETHEUS_INTERVAL   scrape and rule evaluation interval [15s]
 #   HERALD_PROMETHEUS_RABBITMQ   host:port of RabbitMQ's Prometheus endpoint [127.0.0.1:15692]
+#   HERALD_PROMETHEUS_OPERATOR   host:port of an operator's /metrics, scraped when set (the
+#                                operator is not part of `make up`; one started elsewhere with
+#                                HERALD_OPERATOR_HEALTH_PORT=8081 serves it on 127.0.0.1:8081;
+#                                `up` again on a running Prometheus reloads the targets) [none]
 #   HERALD_USERS_PORT ... HERALD_SCHEDULER_PORT, HERALD_GATEWAY_PORT   [4001..4004, 5000]
 set -euo pipefail
 
@@ -64,6 +68,14 @@ scrape_configs:
     static_configs:
       - {targets: ["$RABBITMQ_METRICS"], labels: {component: rabbitmq}}
 EOF
+  if [[ -n "${HERALD_PROMETHEUS_OPERATOR:-}" ]]; then
+    cat <<EOF
+  # herald_operator_* (reconciles by outcome and their duration), served beside its probes.
+  - job_name: operator
+    static_configs:
+      - {targets: ["$HERALD_PROMETHEUS_OPERATOR"], labels: {component: operator}}
+EOF
+  fi
 }
 
 pid_of() {

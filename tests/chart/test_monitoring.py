@@ -150,8 +150,11 @@ def test_dashboards_cover_what_operators_watch() -> None:
     overview = exprs["herald-overview.json"]
     assert "herald_notifications_decisions_total" in overview and "by (type, outcome)" in overview
     assert "herald_event_handler_duration_seconds_bucket" in overview
+    # End-to-end latency: from a request's event to its notification in the inbox.
+    assert "herald_notifications_end_to_end_seconds_bucket" in overview
     rabbit = exprs["herald-rabbitmq.json"]
     assert "rabbitmq_queue_messages_ready" in rabbit and ".*\\\\.dlq" in rabbit
+    assert "rate(rabbitmq_queue_messages_published_total" in rabbit
     gateway = exprs["herald-gateway.json"]
     assert 'route="/graphql"' in gateway and "herald_gateway_cache_total" in gateway
     assert "sum by (code) (rate(herald_gateway_graphql_errors_total" in gateway

@@ -1,55 +1,167 @@
 """Monitoring proven on a running Herald: dev/prometheus.sh (what `make up` starts)
-scrapes every component and RabbitMQ while shoppers use Herald through GraphQL; every
-recording rule and every dashboard query then returns data, and every alert evaluates."""
+scrapes every component, RabbitMQ and the operator (``herald-operator`` as a process
+against the Kubernetes test control plane) while shoppers use Herald through GraphQL and
+NotificationCampaigns and Schedules are reconciled, one of them refused; every recording
+rule and every dashboard query then returns data, and every alert evaluates."""
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
 import json
+import os
+import secrets
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import httpx
 import pytest
+from herald_testing.kube import KubeControlPlane, stop_process, wait_until
 
-from .monitoring import ROOT, concrete, dashboard_exprs, metric_names, rules
+from .monitoring import ROOT, concrete, dashboard_exprs, rules
 from .test_monitoring import RABBITMQ_SERIES
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.kube]
+
+
+def _load(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader
+    module = sys.modules.setdefault(name, importlib.util.module_from_spec(spec))
+    spec.loader.exec_module(module)
+    return module
+
 
 # All of Herald as processes: the end-to-end suite's fixture (dev/run.sh up on free ports).
-_spec = importlib.util.spec_from_file_location(
-    "herald_e2e_fixtures", ROOT / "tests/e2e/conftest.py"
-)
-assert _spec and _spec.loader
-_e2e = sys.modules.setdefault("herald_e2e_fixtures", importlib.util.module_from_spec(_spec))
-_spec.loader.exec_module(_e2e)
+_e2e = _load("herald_e2e_fixtures", ROOT / "tests/e2e/conftest.py")
 herald = _e2e.herald
 ADMIN = _e2e.ADMIN
+# The operator tests' helpers: Herald's CRDs, resource bodies, reads of a namespace.
+_kube = _load("herald_operator_kube_helpers", ROOT / "operator/tests/kube_helpers.py")
 
 PROMETHEUS_SH = ROOT / "dev" / "prometheus.sh"
+COMPONENTS = {"users", "notifications", "recommendations", "scheduler", "gateway", "rabbitmq"}
 
 
-def _outside_kubernetes(expr: str) -> bool:
-    """Whether the query can have data here: the operator runs only in Kubernetes (no
-    `make up` process), so its series are proven by its own tests (operator/tests,
-    test_metrics.py and the kube test of reconcile outcomes) and promtool's rule tests."""
-    return not any(name.startswith("herald_operator_") for name in metric_names(expr))
+@dataclass
+class Operator:
+    """A running ``herald-operator`` and the namespace it watches."""
+
+    namespace: str
+    metrics: str  # host:port of its /metrics
+    api: Any
+    log: Path
+    process: subprocess.Popen[bytes]
+
+
+# Session-scoped so that it starts before the (session-scoped) Herald and comes up while
+# Herald does; it only watches its own namespace, where nothing else writes.
+@pytest.fixture(scope="session")
+def operator(
+    kube_control_plane: KubeControlPlane, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Operator]:
+    """``python -m herald_operator`` (what the chart's Deployment runs: leader election,
+    probes and /metrics on its health port) watching a namespace of its own. Plain-text
+    logs, so that a failure's log tail reads well."""
+    run_dir = tmp_path_factory.mktemp("operator")
+    port = _e2e.free_port()
+    with kube_control_plane.api_client() as api:
+        _kube.install_crds(api)
+        namespace = _kube.create_namespace(api, f"t-{secrets.token_hex(4)}")
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("HERALD_")},
+            "KUBECONFIG": kube_control_plane.kubeconfig,
+            "HERALD_OPERATOR_NAMESPACES": namespace,
+            "HERALD_OPERATOR_HEALTH_PORT": str(port),
+            "HERALD_OPERATOR_LEASE_NAMESPACE": namespace,
+            "HERALD_OPERATOR_IDENTITY": "monitoring-live",
+            "HERALD_OPERATOR_LOG_JSON": "false",
+            "HERALD_OPERATOR_SCHEDULER_IMAGE": "registry.invalid/herald/scheduler:test",
+            "HERALD_OPERATOR_RECOMMENDATIONS_IMAGE": "registry.invalid/herald/recommendations:test",
+            "HERALD_OPERATOR_NOTIFICATIONS_IMAGE": "registry.invalid/herald/notifications:test",
+        }
+        log = run_dir / "operator.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "herald_operator"],
+                env=env,
+                cwd=run_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            yield Operator(
+                namespace=namespace, metrics=f"127.0.0.1:{port}", api=api, log=log, process=proc
+            )
+        finally:
+            stop_process(proc)
+            from kubernetes import client
+
+            client.CoreV1Api(api).delete_namespace(namespace, propagation_policy="Background")
 
 
 @pytest.fixture(scope="module")
-def prometheus(herald: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def watched_operator(operator: Operator) -> Iterator[Operator]:
+    """The operator once it leads and watches (its /readyz answers 200); told to stop
+    (SIGTERM) when this module is done, so that it shuts down while the session goes on
+    (the session fixture's teardown waits for it)."""
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"http://{operator.metrics}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    deadline = time.monotonic() + 60
+    while not ready():
+        assert operator.process.poll() is None, operator.log.read_text()[-4000:]
+        assert time.monotonic() < deadline, operator.log.read_text()[-4000:]
+        time.sleep(0.25)
+    yield operator
+    if operator.process.poll() is None:
+        operator.process.terminate()
+
+
+def _reconcile_some(op: Operator) -> None:
+    """A Schedule and a campaign reconciled, and a campaign refused (its segment category
+    does not exist): success and failed outcomes of both handlers' metrics."""
+    cluster = _kube.Cluster(op.api, op.namespace)
+    cluster.create(_kube.schedule_body("sweep"))
+    cluster.create(_kube.campaign_body("flash-sale", audience={"categories": ["Books"]}))
+    cluster.create(_kube.campaign_body("spaceships", audience={"categories": ["Spaceships"]}))
+
+    expected = [
+        ("Schedule", "sweep", "Ready"),
+        ("NotificationCampaign", "flash-sale", "Ready"),
+        ("NotificationCampaign", "spaceships", "Failed"),
+    ]
+
+    def reconciled() -> bool:
+        conditions = [cluster.condition(kind, name, type_) for kind, name, type_ in expected]
+        return all(c and c["status"] == "True" for c in conditions)
+
+    wait_until(reconciled, timeout=30, what=f"statuses {expected}")
+
+
+@pytest.fixture(scope="module")
+def prometheus(
+    herald: Any, watched_operator: Operator, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     run_dir = tmp_path_factory.mktemp("prometheus")
     env = {
         **herald.env,
         "HERALD_PROMETHEUS_PORT": str(_e2e.free_port()),
         "HERALD_PROMETHEUS_DIR": str(run_dir),
         "HERALD_PROMETHEUS_INTERVAL": "1s",
+        "HERALD_PROMETHEUS_OPERATOR": watched_operator.metrics,
     }
     up = subprocess.run(
         ["/bin/bash", str(PROMETHEUS_SH), "up"],
@@ -185,7 +297,10 @@ def _wait_for_data(
     return missing
 
 
-def test_every_rule_and_dashboard_query_returns_data(herald: Any, prometheus: str) -> None:
+# ``operator`` before ``herald``: both are session fixtures, set up in this order.
+def test_every_rule_and_dashboard_query_returns_data(
+    operator: Operator, herald: Any, prometheus: str
+) -> None:
     asyncio.run(_use_herald(herald))
     # Every target is scraped (Prometheus lists its targets a moment after it is ready).
     deadline = time.monotonic() + 30
@@ -193,18 +308,11 @@ def test_every_rule_and_dashboard_query_returns_data(herald: Any, prometheus: st
         targets = httpx.get(f"{prometheus}/api/v1/targets", timeout=10).json()["data"][
             "activeTargets"
         ]
-        if len(targets) >= 6 or time.monotonic() > deadline:
+        if len(targets) > len(COMPONENTS) or time.monotonic() > deadline:
             break
         time.sleep(0.5)
     health = {t["labels"]["component"]: t["health"] for t in targets}
-    assert set(health) == {
-        "users",
-        "notifications",
-        "recommendations",
-        "scheduler",
-        "gateway",
-        "rabbitmq",
-    }
+    assert set(health) == COMPONENTS | {"operator"}
 
     def all_up() -> bool:
         now = httpx.get(f"{prometheus}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
@@ -214,17 +322,35 @@ def test_every_rule_and_dashboard_query_returns_data(herald: Any, prometheus: st
     while not all_up():
         assert time.monotonic() < deadline, httpx.get(f"{prometheus}/api/v1/targets").text[:3000]
         time.sleep(1)
+    # Reconciles after the operator's first scrape: its counters rise under Prometheus's
+    # eyes, so rates and latency quantiles have real values.
+    _reconcile_some(operator)
 
-    here = [r for r in rules() if "record" in r and _outside_kubernetes(r["expr"])]
-    recorded = [(f"rule {r['record']}", r["expr"]) for r in here]
-    recorded += [(f"series {r['record']}", r["record"]) for r in here]
+    recording = [r for r in rules() if "record" in r]
+    recorded = [(f"rule {r['record']}", r["expr"]) for r in recording]
+    recorded += [(f"series {r['record']}", r["record"]) for r in recording]
     panels = [
-        (f"{board} / {title}", concrete(expr, "1m"))
-        for board, title, expr in dashboard_exprs()
-        if _outside_kubernetes(expr)
+        (f"{board} / {title}", concrete(expr, "1m")) for board, title, expr in dashboard_exprs()
+    ]
+    # The operator's series moved while Prometheus watched: both kinds reconciled, their
+    # durations observed, and the refused campaign is what HeraldOperatorReconcileFailing's
+    # input counts.
+    operator_moved = [
+        (
+            "operator reconciled both kinds",
+            'count(sum by (kind) (increase(herald_operator_reconciles_total{outcome="success"}[5m])) > 0) == 2',
+        ),
+        (
+            "operator reconcile durations observed",
+            "histogram_quantile(0.99, sum by (le) (rate(herald_operator_reconcile_duration_seconds_bucket[5m]))) >= 0",
+        ),
+        (
+            "refused campaign counted",
+            'herald:operator_reconcile_failures:increase5m{kind="NotificationCampaign"} > 0',
+        ),
     ]
     broker = [(f"rabbitmq {name}", name) for name in sorted(RABBITMQ_SERIES)]
-    missing = _wait_for_data(prometheus, recorded + panels + broker, timeout=150)
+    missing = _wait_for_data(prometheus, recorded + panels + broker + operator_moved, timeout=150)
     assert not missing, "no data for:\n" + "\n".join(
         f"  {label}: {expr}" for label, expr in missing
     )
