@@ -195,14 +195,14 @@ async def test_a_template_that_cannot_render_fails_the_run(db, population, broke
 async def test_fan_out_memory_stays_bounded_as_the_audience_grows(
     scheduler_settings, seed_users, broker_for, infra, unique
 ):
-    """Peak memory of a fan-out depends on the batch size, not on the audience: 10k users
-    need about what 1k users need (an unbounded fan-out would need ~10x)."""
+    """Peak memory of a fan-out depends on the batch size, not on the audience: 4,000
+    users need about what 400 users need (an unbounded fan-out would need ~10x)."""
     from herald_common import replica
     from herald_common.db import connect_db, disconnect_db
     from herald_common.messaging import QueueSpec
     from herald_scheduler.models import ensure_indexes
 
-    settings = scheduler_settings(fanout_batch_size=250, fanout_publish_concurrency=250)
+    settings = scheduler_settings(fanout_batch_size=100, fanout_publish_concurrency=100)
     connect_db(settings)
     ensure_indexes()
     replica.ensure_indexes()
@@ -211,7 +211,7 @@ async def test_fan_out_memory_stays_bounded_as_the_audience_grows(
     bulk = f"sink.t{unique}.0"
     await broker.declare_queue(QueueSpec(bulk, ["notification.requested"], retry_delays_ms=[]))
     try:
-        seed_users(1_000, prefix="a")
+        seed_users(400, prefix="a")
 
         async def measured(run_id: str) -> tuple[int, CampaignRun]:
             gc.collect()
@@ -228,12 +228,12 @@ async def test_fan_out_memory_stays_bounded_as_the_audience_grows(
         await execute_run(
             _fired("warm-up", user_ids=["a000001"]), owner="w", settings=settings, broker=broker
         )
-        peak_1k, run_1k = await measured("small")
-        seed_users(9_000, prefix="b")
-        peak_10k, run_10k = await measured("large")
-        assert run_1k.sent == 1_000 and run_10k.sent == 10_000
-        assert await broker.queue_depth(bulk) == 11_001
-        print(f"peak memory: 1k users {peak_1k / 1e6:.1f} MB, 10k users {peak_10k / 1e6:.1f} MB")
-        assert peak_10k < 1.5 * peak_1k, (peak_1k, peak_10k)
+        peak_small, run_small = await measured("small")
+        seed_users(3_600, prefix="b")
+        peak_large, run_large = await measured("large")
+        assert run_small.sent == 400 and run_large.sent == 4_000
+        assert await broker.queue_depth(bulk) == 4_401
+        print(f"peak memory: 400 users {peak_small / 1e6:.1f} MB, 4,000 {peak_large / 1e6:.1f} MB")
+        assert peak_large < 1.5 * peak_small, (peak_small, peak_large)
     finally:
         disconnect_db()
