@@ -68,5 +68,8 @@ class GatewaySettings(HeraldSettings):
     websocket_ack_timeout_seconds: float = Field(default=10.0, gt=0)
     # How often an authenticated WebSocket re-checks its token (deny-list: logout).
     websocket_token_recheck_seconds: float = Field(default=30.0, gt=0)
+    # Messages one subscription may have waiting to be sent; one more ends it with
+    # UNAVAILABLE (reason SLOW_CONSUMER) rather than holding up the others.
+    subscription_queue_size: int = Field(default=100, ge=1)
     # Behind an ingress, the first X-Forwarded-For entry is the client (for rate limits).
     trust_forwarded_for: bool = False

@@ -13,6 +13,7 @@ from herald_gateway.cache import ResponseCache
 from herald_gateway.clients import Services
 from herald_gateway.config import GatewaySettings
 from herald_gateway.ratelimit import RateLimiter
+from herald_gateway.realtime import RealtimeHub
 from herald_gateway.revocations import Revocations
 
 
@@ -31,6 +32,8 @@ class Gateway:
     request_slots: CallerSlots | None = None
     # The process's listener for revoked token ids (closes their WebSockets).
     revocations: Revocations | None = None
+    # The process's one pub/sub connection for every open subscription.
+    realtime: RealtimeHub | None = None
 
     async def publish(self, event: Any) -> None:
         if self.broker is None:

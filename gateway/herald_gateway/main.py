@@ -20,6 +20,7 @@ from herald_gateway.config import GatewaySettings
 from herald_gateway.engine import get_engine
 from herald_gateway.gateway import Gateway
 from herald_gateway.ratelimit import RateLimiter
+from herald_gateway.realtime import RealtimeHub
 from herald_gateway.revocations import Revocations
 from herald_gateway.transport.http import make_routes
 from herald_gateway.transport.unsubscribe import make_unsubscribe_routes
@@ -66,6 +67,10 @@ def create_app(
         )
         gateway.revocations = Revocations(runtime.redis)
         gateway.revocations.start()
+        gateway.realtime = RealtimeHub(
+            settings.redis_url, queue_size=settings.subscription_queue_size
+        )
+        gateway.realtime.start()
         app.state.gateway = gateway
         assert runtime.broker is not None
         await runtime.broker.consume(
@@ -74,6 +79,7 @@ def create_app(
         try:
             yield
         finally:
+            await gateway.realtime.stop()
             await gateway.revocations.stop()
             await gateway.services.aclose()
             await runtime.stop()

@@ -85,6 +85,15 @@ class Revocations:
             watch.wake.set()
         return len(watches)
 
+    def recheck(self, jti: str) -> int:
+        """Wake every connection holding ``jti`` to re-check it against the deny-list
+        (a reader that lost its Redis subscription found it rejected); returns how many."""
+        watches = self._watches.get(jti, ())
+        for watch in watches:
+            watch.recheck = True
+            watch.wake.set()
+        return len(watches)
+
     def recheck_all(self) -> None:
         """Wake every connection to re-check its token against the deny-list."""
         for watches in self._watches.values():

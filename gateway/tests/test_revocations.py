@@ -60,7 +60,9 @@ async def test_a_revocation_closes_that_tokens_socket_and_no_other(gateway_facto
     ws2 = await _subscribed(gw, url, "graphql-transport-ws", user, second)
     async with ws1, ws2:
         await eventually(lambda: revocations.watched >= 2, timeout=10)
-        await eventually(lambda: _subscriber_count(gw, user_channel(user), 2), timeout=10)
+        # Both subscriptions share the process's one Redis subscription to the channel.
+        await eventually(lambda: gw.gateway.realtime.subscribers(user_channel(user)) == 2)
+        await eventually(lambda: _subscriber_count(gw, user_channel(user), 1), timeout=10)
         # What the users service does on logout: deny-list and announce in one pipeline.
         await revoke_token(gw.gateway.redis, first_claims["jti"], 60)
         assert await gw.gateway.redis.exists(revoked_key(first_claims["jti"]))
@@ -131,6 +133,95 @@ async def test_announcements_missed_while_redis_was_away_are_caught_up(
         await proxy.close()
 
 
+async def _numsub(redis, channel: str, expected: int) -> bool:
+    counts = await redis.pubsub_numsub(channel)
+    return bool(counts) and counts[0][1] == expected
+
+
+async def test_an_open_subscription_resumes_when_redis_is_back(
+    gateway_factory, infra, direct_redis, unique
+) -> None:
+    """Redis away (connections cut, new ones refused) under a subscribed socket: the
+    socket stays open, the reader subscribes again once Redis answers, and the next
+    notification is delivered on the same subscription."""
+    proxy = await TcpProxy.for_url(infra["HERALD_REDIS_URL"], 6379).start()
+    try:
+        gw = await gateway_factory(
+            websocket_token_recheck_seconds=HOUR,
+            redis_url=proxy.url_through(infra["HERALD_REDIS_URL"]),
+        )
+        user = f"resume-{unique}"
+        channel = user_channel(user)
+        url = gw.url.replace("http", "ws") + "/graphql"
+        ws = await _subscribed(gw, url, "graphql-transport-ws", user, token(user))
+        async with ws:
+            await direct_redis.publish(channel, note(user, "before"))
+            assert (await recv(ws))["payload"]["data"]["notificationAdded"]["id"] == "before"
+            proxy.pause()
+            proxy.drop_all()
+            await eventually(lambda: _numsub(direct_redis, channel, 0), timeout=10)
+            # Published while the gateway cannot hear it: not replayed (the inbox has it).
+            await direct_redis.publish(channel, note(user, "lost"))
+            proxy.resume()
+            await eventually(lambda: _numsub(direct_redis, channel, 1), timeout=30)
+            await direct_redis.publish(channel, note(user, "after"))
+            message = await recv(ws)
+            assert message["type"] == "next" and message["id"] == "s1", message
+            assert message["payload"]["data"]["notificationAdded"]["id"] == "after"
+    finally:
+        await proxy.close()
+
+
+async def test_a_token_revoked_while_redis_was_away_gets_nothing_after_the_resume(
+    gateway_factory, infra, direct_redis, unique
+) -> None:
+    """The token is deny-listed while the gateway cannot reach Redis (its announcement is
+    lost). When Redis is back the resumed reader re-checks the token before delivering:
+    the subscription gets no notification, only an UNAUTHENTICATED error at most, and
+    the socket closes with 4401."""
+    proxy = await TcpProxy.for_url(infra["HERALD_REDIS_URL"], 6379).start()
+    try:
+        gw = await gateway_factory(
+            websocket_token_recheck_seconds=HOUR,
+            redis_url=proxy.url_through(infra["HERALD_REDIS_URL"]),
+        )
+        user = f"resume-revoked-{unique}"
+        channel = user_channel(user)
+        url = gw.url.replace("http", "ws") + "/graphql"
+        bearer, claims = ISSUER.issue(user, ttl=timedelta(minutes=10))
+        ws = await _subscribed(gw, url, "graphql-transport-ws", user, bearer)
+        async with ws:
+            proxy.pause()
+            proxy.drop_all()
+            await eventually(lambda: _numsub(direct_redis, channel, 0), timeout=10)
+            await revoke_token(direct_redis, claims["jti"], 60)
+            proxy.resume()
+
+            async def publish_until_closed() -> None:
+                for i in range(600):
+                    await direct_redis.publish(channel, note(user, f"after-{i}"))
+                    await asyncio.sleep(0.05)
+
+            publisher = asyncio.create_task(publish_until_closed())
+            messages = []
+            try:
+                with pytest.raises(ConnectionClosed) as info:
+                    while True:
+                        messages.append(json.loads(await asyncio.wait_for(ws.recv(), 30)))
+            finally:
+                publisher.cancel()
+            assert info.value.rcvd is not None
+            assert (info.value.rcvd.code, info.value.rcvd.reason) == (
+                4401,
+                "Unauthorized: token revoked",
+            )
+            for message in messages:
+                assert message["type"] == "error", message
+                assert {e["extensions"]["code"] for e in message["payload"]} == {"UNAUTHENTICATED"}
+    finally:
+        await proxy.close()
+
+
 @pytest.fixture
 async def direct_redis(infra):
     """A client of the real Redis, bypassing any proxy."""
@@ -149,7 +240,8 @@ def _jti(token: str) -> str:
 
 async def test_shutdown_with_open_sockets_is_clean(gateway_factory, direct_redis, unique) -> None:
     """Stopping the server with subscribed and idle authenticated sockets open ends every
-    connection, the listener and the lifespan (an earlier version hung here)."""
+    connection, the listener, the real-time hub and the lifespan (an earlier version
+    hung here)."""
     gw = await gateway_factory(websocket_token_recheck_seconds=HOUR)
     revocations = gw.gateway.revocations
     await asyncio.wait_for(revocations.subscribed.wait(), 10)
@@ -172,6 +264,8 @@ async def test_shutdown_with_open_sockets_is_clean(gateway_factory, direct_redis
         await ws.close()
     assert revocations.watched == 0
     assert revocations._task is None
+    realtime = gw.gateway.realtime
+    assert realtime.channels == 0 and not realtime.connected.is_set()
     # Nobody is left listening for this process.
     counts = await direct_redis.pubsub_numsub(user_channel(user))
     assert counts[0][1] == 0

@@ -13,6 +13,7 @@ alert see it through dev/prometheus.sh, and after the fix a replay stores it onc
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import time
@@ -209,6 +210,26 @@ async def _subscribed(redis_url: str, user_id: str, count: int) -> bool:
     return bool(counts) and int(counts[0][1]) == count
 
 
+async def _probe_reached(redis_url: str, user_id: str, subscription: Subscription) -> bool:
+    """Publish a probe notification on the user's channel unless one has arrived."""
+    if "probe" in subscription.received:
+        return True
+    probe = {
+        "id": f"probe-{uuid.uuid4().hex[:8]}",
+        "user_id": user_id,
+        "type": "order_update",
+        "content": {"title": "probe", "body": ""},
+        "sent_at": datetime.now(UTC).isoformat(),
+        "read": False,
+    }
+    client = aioredis.from_url(redis_url)
+    try:
+        await client.publish(user_channel(user_id), json.dumps(probe))
+    finally:
+        await client.aclose()
+    return False
+
+
 async def test_redis_stopped_and_restarted(private, pgql, publisher, effects) -> None:
     """Redis process stopped: fields that need the caller fail closed with UNAVAILABLE
     (the revocation check), as do a login (the login limits cannot count it) and a
@@ -255,9 +276,12 @@ async def test_redis_stopped_and_restarted(private, pgql, publisher, effects) ->
             lambda: _subscribed(private.redis.url, user_id, 1), timeout=120, interval=0.5
         )
         async with Subscription(private.herald.ws_url, token) as after:
+            # On the gateway's one subscription to the channel: attached once a probe
+            # published there reaches it.
             await eventually(
-                lambda: _subscribed(private.redis.url, user_id, 2), timeout=60, interval=0.5
+                lambda: _probe_reached(private.redis.url, user_id, after), timeout=60, interval=0.5
             )
+            assert await _subscribed(private.redis.url, user_id, 1)
             await publish_all(publisher, events[101:])
             await eventually(lambda: "Update 101" in after.received, timeout=120)
             await eventually(lambda: "Update 101" in before.received, timeout=120)

@@ -3,7 +3,8 @@
 Put it between a client and a real server (RabbitMQ, Redis, MongoDB) and call
 :meth:`TcpProxy.drop_all` to sever every open connection abruptly, as a network failure
 or a server restart would; the proxy keeps accepting new connections, so clients can
-reconnect. ``pause()`` refuses new connections until ``resume()``.
+reconnect. ``pause()`` refuses new connections until ``resume()``. :meth:`TcpProxy.stall`
+stops forwarding on the open connections without closing them (a peer gone silent).
 """
 
 from __future__ import annotations
@@ -77,6 +78,16 @@ class TcpProxy:
             client.transport.abort()
             upstream.transport.abort()
         self.drops += len(pairs)
+        return len(pairs)
+
+    def stall(self) -> int:
+        """Stop forwarding on every open connection, both ways, without closing it (as a
+        network that drops everything silently would); returns how many. New
+        connections are forwarded as usual."""
+        pairs = list(self._pairs)
+        for client, upstream in pairs:
+            client.transport.pause_reading()
+            upstream.transport.pause_reading()
         return len(pairs)
 
     def pause(self) -> None:

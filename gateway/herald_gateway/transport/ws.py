@@ -329,10 +329,20 @@ class _Session:
                     await self.send_errors(op_id, [exc.to_error()])
                     return
                 engine = await get_engine()
-                async for result in engine.subscribe(
-                    op.query, operation_name=op.operation_name, context=ctx, variables=op.variables
-                ):
-                    await self.send_result(op_id, result)
+                try:
+                    async for result in engine.subscribe(
+                        op.query,
+                        operation_name=op.operation_name,
+                        context=ctx,
+                        variables=op.variables,
+                    ):
+                        await self.send_result(op_id, result)
+                except GraphQLFailure as exc:
+                    # The stream ended for a reason the client is told (e.g. its token
+                    # no longer verifies after the channel was lost and resumed).
+                    errored = True
+                    await self.send_errors(op_id, [exc.to_error()])
+                    return
         except asyncio.CancelledError:
             completed_by_client = True
             raise

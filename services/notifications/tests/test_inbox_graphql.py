@@ -387,8 +387,12 @@ async def test_two_tabs_follow_each_others_changes_on_inbox_changed(gw) -> None:
 
 
 async def _subscribers(gw: Gateway, user_id: str, n: int) -> bool:
-    counts = await gw.app.state.gateway.redis.pubsub_numsub(user_channel(user_id))
-    return bool(counts and counts[0][1] >= n)
+    """``n`` subscriptions of the user are open in the gateway, and its channel is
+    subscribed in Redis (once: the gateway's tabs share one channel subscription)."""
+    channel = user_channel(user_id)
+    counts = await gw.app.state.gateway.redis.pubsub_numsub(channel)
+    in_redis = bool(counts and counts[0][1] >= 1)
+    return in_redis and gw.app.state.gateway.realtime.subscribers(channel) >= n
 
 
 # --- digests ----------------------------------------------------------------------------
