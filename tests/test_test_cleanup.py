@@ -13,7 +13,7 @@ from herald_common.messaging import Broker, QueueSpec
 from herald_common.settings import HeraldSettings
 from herald_testing.cleanup import Declarations, delete_async, implied_names, named_after
 from herald_testing.infra import _delete_amqp
-from herald_testing.prune import id_in, plan
+from herald_testing.prune import id_in, idle_vhosts, plan
 
 
 def test_names_after_a_test_id() -> None:
@@ -43,6 +43,15 @@ def test_prune_keeps_the_groups_of_running_tests() -> None:
     }
     assert doomed_x == {"herald.events.taaaaaaaaaa"}
     assert busy == {"bbbbbbbbbb"}
+
+
+def test_prune_removes_run_vhosts_nothing_is_connected_to() -> None:
+    vhosts = ["/", "herald-e2e-0a1b2c3d", "herald-e2e-99999999", "herald-bench-12ab34cd",
+              "herald-e2e-shop", "tenant-a"]  # fmt: skip
+    assert idle_vhosts(vhosts, connected={"/", "herald-e2e-99999999"}) == [
+        "herald-bench-12ab34cd",
+        "herald-e2e-0a1b2c3d",
+    ]
 
 
 async def _exists(url: str, queue: str) -> bool:
