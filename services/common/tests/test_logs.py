@@ -47,7 +47,7 @@ def test_a_dataclass_that_cannot_be_copied_does_not_lose_the_line(lines) -> None
     class Settings:
         inbox: queue.SimpleQueue = dataclasses.field(default_factory=queue.SimpleQueue)
 
-    logging.getLogger("kopf.objects").info(
+    logging.getLogger("herald.tests.per_object").info(
         "Handler succeeded", extra={"settings": Settings(), "k8s_ref": {"name": "spring"}}
     )
     [record] = _records(lines)
