@@ -72,6 +72,34 @@ def mongo_answers(port: int) -> bool:
     return True
 
 
+def spawn(
+    argv: list[str], log_path: Path, *, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """Start a server in a session of its own, no stdin, output appended to ``log_path``."""
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            argv,
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+
+
+def terminate(process: subprocess.Popen[bytes] | None, timeout: float) -> None:
+    """SIGTERM, then SIGKILL after ``timeout``; nothing when it is not running."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
 def wait_until(check, what: str, timeout: float, process: subprocess.Popen[bytes]) -> None:
     """Poll ``check`` until it holds; fail early when ``process`` exits."""
     deadline = time.monotonic() + timeout
@@ -156,17 +184,12 @@ class PrivateRabbitMQ:
 
     def start(self, timeout: float = 180) -> None:
         """Start the node (again: same name, ports and data) and wait for AMQP."""
-        log = (self.base / "log" / "server.out").open("ab")
-        self.process = subprocess.Popen(
+        self.process = spawn(
             [str(RABBITMQ_LIB_BIN / "rabbitmq-server")],
+            self.base / "log" / "server.out",
             env=self.env(),
             cwd=self.base,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
         )
-        log.close()
         self.starts += 1
         wait_until(lambda: amqp_answers(self.port), "rabbitmq-server", timeout, self.process)
 
@@ -212,7 +235,6 @@ class PrivateRedis:
         return f"redis://{HOST}:{self.port}/0"
 
     def start(self, timeout: float = 60) -> None:
-        log = (self.base / "server.out").open("ab")
         argv = ["redis-server", "--bind", HOST, "--port", str(self.port)]
         argv += [
             "--protected-mode",
@@ -224,25 +246,11 @@ class PrivateRedis:
             "--appendonly",
             "no",
         ]
-        self.process = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
-        log.close()
+        self.process = spawn(argv, self.base / "server.out")
         wait_until(lambda: redis_answers(self.port), "redis-server", timeout, self.process)
 
     def stop(self, timeout: float = 30) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
+        terminate(self.process, timeout)
 
 
 class PrivatePostgreSQL:
@@ -349,29 +357,14 @@ class PrivateFerretDB:
         return f"mongodb://{HOST}:{self.port}"
 
     def start(self, timeout: float = 120) -> None:
-        log = (self.base / "ferretdb.log").open("ab")
         argv = [str(FERRETDB_BIN), "-listen-addr", f"{HOST}:{self.port}"]
         argv += ["-postgresql-url", self.postgres.url, "-data-dir", str(self.base)]
         argv += ["-log-level", "error"]
-        self.process = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
-        log.close()
+        self.process = spawn(argv, self.base / "ferretdb.log")
         self.starts += 1
         wait_until(lambda: mongo_answers(self.port), "herald-ferretdb", timeout, self.process)
 
     def stop(self, timeout: float = 30) -> None:
         """SIGTERM (FerretDB closes its listener, then waits for open connections), then
         SIGKILL after ``timeout``."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
+        terminate(self.process, timeout)
