@@ -89,6 +89,17 @@ def backoff() -> wait_exponential_jitter:
     )
 
 
+def retry_logger(what: str, level: int = logging.INFO) -> Callable[[RetryCallState], None]:
+    """A ``before_sleep`` for :func:`backoff` loops: logs ``what`` with the coming wait
+    and the attempt number."""
+
+    def log_retry(state: RetryCallState) -> None:
+        wait = state.next_action.sleep if state.next_action is not None else 0.0
+        log.log(level, "%s; trying again in %.1fs (attempt %d)", what, wait, state.attempt_number)
+
+    return log_retry
+
+
 def pause(attempt: int) -> float:
     """The :func:`backoff` wait before attempt ``attempt + 1``, for loops of its own."""
     exponential = RETRY_INITIAL_SECONDS * 2 ** min(attempt - 1, 16)
@@ -334,7 +345,7 @@ class RealtimeHub:
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(Exception),
             wait=backoff(),
-            before_sleep=_log_retry,
+            before_sleep=retry_logger("real-time hub cannot reach Redis"),
             reraise=True,
         ):
             with attempt:
@@ -419,12 +430,3 @@ class RealtimeHub:
             raise RedisConnectionError("the real-time connection is closed")
         await connection.send_command(*command, check_health=False)
         self._last_sent = asyncio.get_running_loop().time()
-
-
-def _log_retry(state: RetryCallState) -> None:
-    wait = state.next_action.sleep if state.next_action is not None else 0.0
-    log.info(
-        "real-time hub cannot reach Redis; trying again in %.1fs (attempt %d)",
-        wait,
-        state.attempt_number,
-    )

@@ -8,8 +8,11 @@ close a connection.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from herald_common.redis_client import revoke_token, revoked_key, user_channel
@@ -46,6 +49,21 @@ async def _closed(ws) -> tuple[int, str]:
         await recv(ws)
     assert info.value.rcvd is not None
     return info.value.rcvd.code, info.value.rcvd.reason
+
+
+@contextlib.asynccontextmanager
+async def _behind_proxy(gateway_factory, infra) -> AsyncIterator[tuple[Any, TcpProxy]]:
+    """A gateway reaching Redis only through a fault-injection proxy (no periodic token
+    re-check), and the proxy."""
+    proxy = await TcpProxy.for_url(infra["HERALD_REDIS_URL"], 6379).start()
+    try:
+        gw = await gateway_factory(
+            websocket_token_recheck_seconds=HOUR,
+            redis_url=proxy.url_through(infra["HERALD_REDIS_URL"]),
+        )
+        yield gw, proxy
+    finally:
+        await proxy.close()
 
 
 async def test_a_revocation_closes_that_tokens_socket_and_no_other(gateway_factory, unique) -> None:
@@ -100,12 +118,7 @@ async def test_announcements_missed_while_redis_was_away_are_caught_up(
 ) -> None:
     """The listener's connection is cut; a revocation made meanwhile (deny-list only, its
     announcement lost) closes the socket as soon as the listener is back."""
-    proxy = await TcpProxy.for_url(infra["HERALD_REDIS_URL"], 6379).start()
-    try:
-        gw = await gateway_factory(
-            websocket_token_recheck_seconds=HOUR,
-            redis_url=proxy.url_through(infra["HERALD_REDIS_URL"]),
-        )
+    async with _behind_proxy(gateway_factory, infra) as (gw, proxy):
         revocations = gw.gateway.revocations
         await asyncio.wait_for(revocations.subscribed.wait(), 10)
         user = f"revoke-missed-{unique}"
@@ -129,8 +142,6 @@ async def test_announcements_missed_while_redis_was_away_are_caught_up(
             # And announcements are heard again.
             await revoke_token(direct_redis, _jti(kept), 60)
             assert await _closed(other) == (4401, "Unauthorized: token revoked")
-    finally:
-        await proxy.close()
 
 
 async def _numsub(redis, channel: str, expected: int) -> bool:
@@ -144,12 +155,7 @@ async def test_an_open_subscription_resumes_when_redis_is_back(
     """Redis away (connections cut, new ones refused) under a subscribed socket: the
     socket stays open, the reader subscribes again once Redis answers, and the next
     notification is delivered on the same subscription."""
-    proxy = await TcpProxy.for_url(infra["HERALD_REDIS_URL"], 6379).start()
-    try:
-        gw = await gateway_factory(
-            websocket_token_recheck_seconds=HOUR,
-            redis_url=proxy.url_through(infra["HERALD_REDIS_URL"]),
-        )
+    async with _behind_proxy(gateway_factory, infra) as (gw, proxy):
         user = f"resume-{unique}"
         channel = user_channel(user)
         url = gw.url.replace("http", "ws") + "/graphql"
@@ -168,8 +174,6 @@ async def test_an_open_subscription_resumes_when_redis_is_back(
             message = await recv(ws)
             assert message["type"] == "next" and message["id"] == "s1", message
             assert message["payload"]["data"]["notificationAdded"]["id"] == "after"
-    finally:
-        await proxy.close()
 
 
 async def test_a_token_revoked_while_redis_was_away_gets_nothing_after_the_resume(
@@ -179,12 +183,7 @@ async def test_a_token_revoked_while_redis_was_away_gets_nothing_after_the_resum
     lost). When Redis is back the resumed reader re-checks the token before delivering:
     the subscription gets no notification, only an UNAUTHENTICATED error at most, and
     the socket closes with 4401."""
-    proxy = await TcpProxy.for_url(infra["HERALD_REDIS_URL"], 6379).start()
-    try:
-        gw = await gateway_factory(
-            websocket_token_recheck_seconds=HOUR,
-            redis_url=proxy.url_through(infra["HERALD_REDIS_URL"]),
-        )
+    async with _behind_proxy(gateway_factory, infra) as (gw, proxy):
         user = f"resume-revoked-{unique}"
         channel = user_channel(user)
         url = gw.url.replace("http", "ws") + "/graphql"
@@ -218,8 +217,6 @@ async def test_a_token_revoked_while_redis_was_away_gets_nothing_after_the_resum
             for message in messages:
                 assert message["type"] == "error", message
                 assert {e["extensions"]["code"] for e in message["payload"]} == {"UNAUTHENTICATED"}
-    finally:
-        await proxy.close()
 
 
 @pytest.fixture

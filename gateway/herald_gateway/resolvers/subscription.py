@@ -28,26 +28,20 @@ from typing import Any
 from herald_common.errors import Unauthenticated, Unavailable
 from herald_common.redis_client import user_channel
 from tartiflette import Subscription
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
+from tenacity import AsyncRetrying, retry_if_exception_type
 
 from herald_gateway import mapping
 from herald_gateway.context import RequestContext
 from herald_gateway.engine import SCHEMA_NAME
 from herald_gateway.errors import GraphQLFailure
-from herald_gateway.realtime import REDIS_LOST, backoff
+from herald_gateway.realtime import REDIS_LOST, backoff, retry_logger
 
 log = logging.getLogger(__name__)
 INBOX_CHANGED = "inbox_changed"
 
 
-def _log_retry(state: RetryCallState) -> None:
-    """Each resumed subscription retries on its own: the hub logs the loss itself."""
-    wait = state.next_action.sleep if state.next_action is not None else 0.0
-    log.debug(
-        "token re-check cannot run yet; trying again in %.1fs (attempt %d)",
-        wait,
-        state.attempt_number,
-    )
+# Each resumed subscription retries on its own (quietly: the hub logs the loss itself).
+_log_retry = retry_logger("token re-check cannot run yet", logging.DEBUG)
 
 
 async def _recheck_token(ctx: RequestContext) -> None:

@@ -80,22 +80,31 @@ async def start_consumers(
     """Declare and consume the service's queues (the email queue only with ``email``);
     returns their names."""
     await broker.consume(settings.users_queue, [USER_EVENTS], users_handler(service))
-    await broker.consume_batch(
-        settings.requests_queue,
-        [NOTIFICATION_REQUESTS],
-        requests_handler(service),
-        max_batch=settings.batch_max,
-        max_wait_ms=settings.batch_wait_ms,
-        concurrency=settings.batch_concurrency,
-    )
-    await broker.consume_batch(
-        settings.urgent_requests_queue,
-        [URGENT_NOTIFICATION_REQUESTS],
-        requests_handler(service),
-        max_batch=settings.batch_max,
-        max_wait_ms=settings.urgent_batch_wait_ms,
-    )
-    queues = [settings.users_queue, settings.requests_queue, settings.urgent_requests_queue]
+    handle_requests = requests_handler(service)
+    lanes = [  # (queue, binding, batch wait, batches in progress)
+        (
+            settings.requests_queue,
+            NOTIFICATION_REQUESTS,
+            settings.batch_wait_ms,
+            settings.batch_concurrency,
+        ),
+        (
+            settings.urgent_requests_queue,
+            URGENT_NOTIFICATION_REQUESTS,
+            settings.urgent_batch_wait_ms,
+            1,
+        ),
+    ]
+    for queue, binding, wait_ms, concurrency in lanes:
+        await broker.consume_batch(
+            queue,
+            [binding],
+            handle_requests,
+            max_batch=settings.batch_max,
+            max_wait_ms=wait_ms,
+            concurrency=concurrency,
+        )
+    queues = [settings.users_queue, *(lane[0] for lane in lanes)]
     if email is not None:
         await broker.consume_batch(
             settings.email_queue,
