@@ -7,7 +7,8 @@ ports). ``--concurrency`` clients send ``trackActivity`` for ``--seconds``, each
 as one of ``--users`` users, first with one event per mutation (one message), then with
 100 (one message of 100). Measured: events accepted per second by the gateway, and
 events stored per second by the recommendations consumer (from the first request until
-the last event is in its database). Beside them, in the same run: the bare aio-pika
+the last event is in its database, as its
+``herald_recommendations_activities_total{outcome="stored"}`` counts). Beside them, in the same run: the bare aio-pika
 confirmed publish rate with 1 and 100 in flight. Appends to ``bench/RESULTS.md``.
 """
 
@@ -25,22 +26,22 @@ from bench import ceilings, support
 MUTATION = "mutation Track($e: [ActivityInput!]!) { trackActivity(events: $e) }"
 
 
-def stored(run: support.Run, db: str) -> int:
-    import pymongo
-
-    client: Any = pymongo.MongoClient(run.mongo_url)
-    try:
-        return int(client[db]["activities"].estimated_document_count())
-    finally:
-        client.close()
+STORED = 'herald_recommendations_activities_total{outcome="stored"}'
 
 
-async def wait_stored(run: support.Run, db: str, expected: int, timeout: float) -> float:
+async def stored(url: str) -> int:
+    """Activities the recommendations process at ``url`` stored as new rows (its own
+    counter: counting the collection would read all of it on this server, and slow
+    the consumer it measures)."""
+    return int(await support.metric(url, STORED))
+
+
+async def wait_stored(url: str, expected: int, timeout: float) -> float:
     """perf_counter() when ``expected`` activities are stored (polled every 0.2 s: the
     benchmark's own progress check, not part of what is measured)."""
     deadline = time.perf_counter() + timeout
     while True:
-        count = await asyncio.to_thread(stored, run, db)
+        count = await stored(url)
         if count >= expected:
             return time.perf_counter()
         if time.perf_counter() > deadline:
@@ -51,13 +52,13 @@ async def wait_stored(run: support.Run, db: str, expected: int, timeout: float) 
 async def phase(
     run: support.Run,
     url: str,
-    db: str,
+    recommendations_url: str,
     tokens: list[str],
     per_message: int,
     concurrency: int,
     seconds: float,
 ) -> dict[str, Any]:
-    before = await asyncio.to_thread(stored, run, db)
+    before = await stored(recommendations_url)
     products = [f"p-{i:05d}" for i in range(1, 2001)]
 
     def request(i: int) -> tuple[str, str, Any, dict[str, str]]:
@@ -78,8 +79,8 @@ async def phase(
     # Requests still in flight when the window closed were sent, but not counted: wait
     # for everything the gateway accepted (a few more than measured).
     accepted_min = len(load.latencies) * per_message
-    done = await wait_stored(run, db, before + accepted_min, timeout=600)
-    total = await asyncio.to_thread(stored, run, db) - before
+    done = await wait_stored(recommendations_url, before + accepted_min, timeout=600)
+    total = await stored(recommendations_url) - before
     return {
         "accepted_rate": accepted_min / load.elapsed,
         "stored_rate": total / (done - started),
@@ -105,12 +106,16 @@ async def measure(args: argparse.Namespace) -> tuple[list[list[str]], str]:
         )
         run.wait_ready(gateway)
         assert gateway.url
-        db = run.db("recommendations")
+        assert recommendations.url
         tokens = [run.token(run.user(i)) for i in range(args.users)]
         pids = {"gateway": gateway.pid, "recommendations": recommendations.pid}
         with support.Sampler(pids) as sampler:
-            single = await phase(run, gateway.url, db, tokens, 1, args.concurrency, args.seconds)
-            batched = await phase(run, gateway.url, db, tokens, 100, args.concurrency, args.seconds)
+            single = await phase(
+                run, gateway.url, recommendations.url, tokens, 1, args.concurrency, args.seconds
+            )
+            batched = await phase(
+                run, gateway.url, recommendations.url, tokens, 100, args.concurrency, args.seconds
+            )
     finally:
         await asyncio.to_thread(run.close)
     rows = [

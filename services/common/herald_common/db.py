@@ -147,15 +147,23 @@ def insert_all_new(coll: Collection[Any], docs: Iterable[Mapping[str, Any]]) -> 
     """Insert ``docs`` unordered, skipping those whose unique key exists already (a
     redelivered batch); returns how many were new. Any other write error is raised."""
     docs = list(docs)
+    return len(docs) - len(insert_missing(coll, docs))
+
+
+def insert_missing(coll: Collection[Any], docs: Sequence[Mapping[str, Any]]) -> set[int]:
+    """Insert ``docs`` unordered with one command; returns the indexes (in ``docs``) of
+    those not inserted because their unique key exists already. Any other write error
+    is raised."""
     if not docs:
-        return 0
+        return set()
     try:
-        return len(coll.insert_many(docs, ordered=False).inserted_ids)
+        coll.insert_many(list(docs), ordered=False)
     except BulkWriteError as exc:
         errors = exc.details.get("writeErrors", [])
         if any(e.get("code") != DUPLICATE_KEY for e in errors):
             raise
-        return int(exc.details.get("nInserted", len(docs) - len(errors)))
+        return {int(e["index"]) for e in errors}
+    return set()
 
 
 def conditional_upsert(

@@ -21,6 +21,10 @@ class RecommendationsSettings(HeraldSettings, Params):
     # Consumer queues (tests give each run its own names).
     activity_queue: str = "recommendations.activity"
     users_queue: str = "recommendations.users"
+    # Activity messages stored together (each holds up to 1000 activities), collected
+    # for at most the wait after the first one arrived.
+    activity_batch_max: int = Field(default=20, ge=1, le=500)
+    activity_batch_wait_ms: int = Field(default=20, ge=0, le=1000)
 
     # Catalog seeded at start-up when the database has none (the generator may replace it).
     catalog_seed: int = 42
@@ -33,6 +37,7 @@ class RecommendationsSettings(HeraldSettings, Params):
     # Incremental refresh (a purchase, or a burst of views, of a recent activity).
     incremental_enabled: bool = True
     incremental_debounce_seconds: float = Field(default=2.0, ge=0)
+    incremental_concurrency: int = Field(default=2, ge=1, le=32)  # refreshes at once
     burst_views: int = Field(default=3, ge=1)
     burst_window_seconds: float = Field(default=600.0, gt=0)
     # Only activity this fresh triggers a refresh: bulk imports of history do not.

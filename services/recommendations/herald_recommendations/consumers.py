@@ -1,7 +1,9 @@
 """Event consumers: activity ingestion and the user replica.
 
-``recommendations.activity`` ← ``activity.recorded``: each message is a batch of up to
-1000 activities, written with one unordered bulk insert. Activity ``_id`` is
+``recommendations.activity`` ← ``activity.recorded``: each message holds up to 1000
+activities; the consumer takes several messages at once (``activity_batch_max``) and
+writes all their activities with one unordered bulk insert and one merge into the
+per-user copies. Activity ``_id`` is
 ``<event id>:<index>``, so a redelivered (or replayed) message inserts nothing new.
 Activities that can never be stored — an unknown product, a time too far in the future
 — are reported with a :class:`PermanentError` naming them (the message goes to the DLQ
@@ -15,6 +17,8 @@ notifications); a deleted user's activity and recommendations are dropped.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,12 +27,12 @@ from herald_common.events import (
     ACTIVITY_EVENTS,
     USER_EVENTS,
     Activity,
-    ActivityRecorded,
     Envelope,
     UserDeleted,
 )
 from herald_common.messaging import Broker, PermanentError
 from herald_common.replica import apply_user_event
+from prometheus_client import Counter
 
 from herald_recommendations import storage
 from herald_recommendations.config import RecommendationsSettings
@@ -49,49 +53,74 @@ def activity_doc(activity: Activity, doc_id: str, ingested_at: datetime) -> dict
     }
 
 
-def ingest_batch(
-    engine: RecommendationEngine, event_id: str, activities: list[Activity]
-) -> tuple[int, list[str], list[Activity]]:
-    """Store a batch. Returns (new rows, problems naming each bad activity, stored ones)."""
+ActivityMessage = tuple[str, Sequence[Activity]]  # (event id, its activities)
+
+ACTIVITIES = Counter(
+    "herald_recommendations_activities_total",
+    "Activities of activity.recorded messages, by outcome (stored: new rows; duplicate: "
+    "stored before, a redelivery; rejected: invalid, dead-lettered)",
+    ["outcome"],
+)
+
+
+@dataclass
+class Ingested:
+    """What :func:`ingest` stored."""
+
+    inserted: int  # new rows
+    problems: dict[str, list[str]]  # by event id, for each message with bad activities
+    good: list[Activity]  # the activities stored
+    merged: storage.Merged  # the per-user copies after the merge
+
+
+def ingest(engine: RecommendationEngine, messages: Sequence[ActivityMessage]) -> Ingested:
+    """Store the activities of several messages together: one bulk insert, one merge
+    into the per-user copies."""
     catalog = engine.catalog()
     now = engine.clock()
     horizon = now + timedelta(seconds=engine.settings.activity_future_tolerance_seconds)
     docs: list[dict[str, Any]] = []
     good: list[Activity] = []
-    problems: list[str] = []
-    for index, activity in enumerate(activities):
-        if activity.product_id not in catalog:
-            problems.append(
-                f"activities[{index}].product_id: unknown product {activity.product_id!r}"
-            )
-            continue
-        if activity.occurred_at > horizon:
-            problems.append(f"activities[{index}].occurred_at: in the future")
-            continue
-        docs.append(activity_doc(activity, f"{event_id}:{index}", now))
-        good.append(activity)
+    problems: dict[str, list[str]] = {}
+    for event_id, activities in messages:
+        for index, activity in enumerate(activities):
+            if activity.product_id not in catalog:
+                problem = f"activities[{index}].product_id: unknown product {activity.product_id!r}"
+            elif activity.occurred_at > horizon:
+                problem = f"activities[{index}].occurred_at: in the future"
+            else:
+                docs.append(activity_doc(activity, f"{event_id}:{index}", now))
+                good.append(activity)
+                continue
+            problems.setdefault(event_id, []).append(problem)
     inserted = storage.insert_activities(docs)
+    ACTIVITIES.labels("stored").inc(inserted)
+    ACTIVITIES.labels("duplicate").inc(len(docs) - inserted)
+    ACTIVITIES.labels("rejected").inc(sum(map(len, problems.values())))
     # Then the per-user copy the model reads (idempotent too: identical entries).
     by_user: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for doc in docs:
         by_user[doc["user_id"]].append(storage.activity_entry(doc))
-    storage.record_activity(by_user, now, engine.settings.max_user_activities)
-    return inserted, problems, good
+    merged = storage.record_activity(by_user, now, engine.settings.max_user_activities)
+    return Ingested(inserted, problems, good, merged)
 
 
 def make_activity_handler(engine: RecommendationEngine, refresher: IncrementalRefresher | None):
-    """Handler for ``activity.recorded``."""
+    """Batch handler for ``activity.recorded``."""
 
-    async def handle_activity(event: Envelope[Any]) -> None:
-        """Store the batch, then schedule refreshes for users with fresh signals."""
-        payload: ActivityRecorded = event.payload
-        _, problems, good = await run_db(ingest_batch, engine, str(event.id), payload.activities)
-        if refresher is not None and engine.settings.incremental_enabled and good:
-            refresher.schedule(await run_db(refresher.triggered_users, good))
-        if problems:
-            shown = "; ".join(problems[:20])
-            more = f" (+{len(problems) - 20} more)" if len(problems) > 20 else ""
-            raise PermanentError(f"{len(problems)} invalid activit(y/ies): {shown}{more}")
+    async def handle_activity(events: list[Envelope[Any]]) -> None:
+        """Store the batch, then schedule refreshes for users with fresh signals. A
+        message with invalid activities fails the batch after the valid ones are
+        stored; handled again alone, it is dead-lettered naming them."""
+        messages = [(str(event.id), event.payload.activities) for event in events]
+        done = await run_db(ingest, engine, messages)
+        if refresher is not None and engine.settings.incremental_enabled and done.good:
+            refresher.schedule(refresher.triggered_users(done.good, done.merged))
+        if done.problems:
+            found = [p for event_problems in done.problems.values() for p in event_problems]
+            shown = "; ".join(found[:20])
+            more = f" (+{len(found) - 20} more)" if len(found) > 20 else ""
+            raise PermanentError(f"{len(found)} invalid activit(y/ies): {shown}{more}")
 
     return handle_activity
 
@@ -114,8 +143,12 @@ async def start_consumers(
     refresher: IncrementalRefresher | None,
 ) -> list[str]:
     """Declare and consume the service's queues; returns their names."""
-    await broker.consume(
-        settings.activity_queue, [ACTIVITY_EVENTS], make_activity_handler(engine, refresher)
+    await broker.consume_batch(
+        settings.activity_queue,
+        [ACTIVITY_EVENTS],
+        make_activity_handler(engine, refresher),
+        max_batch=settings.activity_batch_max,
+        max_wait_ms=settings.activity_batch_wait_ms,
     )
     await broker.consume(settings.users_queue, [USER_EVENTS], handle_user)
     return queue_names(settings)

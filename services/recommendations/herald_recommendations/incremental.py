@@ -37,11 +37,15 @@ class IncrementalRefresher:
         self.settings = engine.settings
         self.outbox_written = outbox_written
         self._pending: dict[str, asyncio.Task[None]] = {}
+        self._slots = asyncio.Semaphore(self.settings.incremental_concurrency)
         self.refreshed = 0
 
-    def triggered_users(self, activities: Sequence[Activity]) -> list[str]:
-        """Users among ``activities`` whose fresh activity calls for a refresh (sync: it
-        counts recent views in storage)."""
+    def triggered_users(
+        self, activities: Sequence[Activity], merged: storage.Merged | None = None
+    ) -> list[str]:
+        """Users among ``activities`` whose fresh activity calls for a refresh: a
+        purchase, or a burst of views counted in the user's stored entries (``merged``,
+        what storing these activities left, else read from storage: sync)."""
         s = self.settings
         now = self.engine.clock()
         fresh_after = now - timedelta(seconds=s.incremental_max_age_seconds)
@@ -57,12 +61,13 @@ class IncrementalRefresher:
                 if previous is None or activity.occurred_at > previous:
                     latest_view[activity.user_id] = activity.occurred_at
         users = set(purchases)
-        for user_id, at in latest_view.items():
-            if user_id in users:
-                continue
-            since = at - timedelta(seconds=s.burst_window_seconds)
-            stored = storage.load_interactions([user_id]).get(user_id, [])
-            recent = sum(1 for i in stored if i.kind == "view" and i.at >= since.timestamp())
+        viewers = [user_id for user_id in latest_view if user_id not in users]
+        stored = storage.load_interactions(viewers)  # one concurrent read for the batch
+        for user_id in viewers:
+            since = latest_view[user_id] - timedelta(seconds=s.burst_window_seconds)
+            recent = sum(
+                1 for i in stored.get(user_id, []) if i.kind == "view" and i.at >= since.timestamp()
+            )
             if recent >= s.burst_views:
                 users.add(user_id)
         return sorted(users)
@@ -75,8 +80,12 @@ class IncrementalRefresher:
                 )
 
     async def _run(self, user_id: str) -> None:
+        # At most ``incremental_concurrency`` refreshes run at once, so a burst of
+        # triggers never queues the ingestion's own storage calls behind them; a user
+        # triggered again while waiting is refreshed once.
         try:
             await asyncio.sleep(self.settings.incremental_debounce_seconds)
+            await self._slots.acquire()
         finally:
             # From here on a new trigger schedules a new run (it may see newer data).
             self._pending.pop(user_id, None)
@@ -87,6 +96,8 @@ class IncrementalRefresher:
         except Exception:
             log.exception("incremental refresh failed", extra={"user_id": user_id})
             return
+        finally:
+            self._slots.release()
         self.refreshed += 1
         if outcome.notified and self.outbox_written:
             self.outbox_written()

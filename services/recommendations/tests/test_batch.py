@@ -9,7 +9,7 @@ from herald_common.db import connect_db, disconnect_db, run_db
 from herald_common.events import Activity, Envelope
 from herald_common.replica import apply_user_event
 from herald_recommendations.batch import run_batch
-from herald_recommendations.consumers import ingest_batch
+from herald_recommendations.consumers import ingest
 from herald_recommendations.engine import RecommendationEngine
 from herald_recommendations.models import BatchRun, RecommendationDoc
 from herald_testing import eventually
@@ -32,7 +32,7 @@ def _seed(settings, registered) -> dict[str, str]:
             activities = [
                 Activity(user_id=user, kind="view", product_id=p.id, occurred_at=now) for p in items
             ] + [Activity(user_id=user, kind="purchase", product_id=items[0].id, occurred_at=now)]
-            ingest_batch(engine, f"seed-{user}", activities)
+            ingest(engine, [(f"seed-{user}", activities)])
         apply_user_event(registered("u-in", recommendations=True).payload)
         apply_user_event(registered("u-out", recommendations=False).payload)
         return bought
@@ -90,18 +90,10 @@ async def test_batch_stores_notifies_opted_in_once_and_is_rerunnable(
         # …until a user has new activity.
         connect_db(settings)
         engine = RecommendationEngine(settings)
-        ingest_batch(
-            engine,
-            "later",
-            [
-                Activity(
-                    user_id="u-out",
-                    kind="view",
-                    product_id="p-00100",
-                    occurred_at=datetime.now(UTC),
-                )
-            ],
+        later = Activity(
+            user_id="u-out", kind="view", product_id="p-00100", occurred_at=datetime.now(UTC)
         )
+        ingest(engine, [("later", [later])])
         changed = await run_batch(settings, mode="changed")
         assert (changed.exit_code, changed.users, changed.notified) == (0, 1, 0)
         assert not changed.skipped

@@ -24,7 +24,7 @@ from herald_common.events import Activity, UserDeleted
 from herald_common.outbox import OutboxRelay
 from herald_common.preferences import Preferences
 from herald_recommendations import batch, model_store, storage
-from herald_recommendations.consumers import activity_doc, ingest_batch
+from herald_recommendations.consumers import activity_doc, ingest
 from herald_recommendations.engine import RecommendationEngine
 from herald_recommendations.incremental import IncrementalRefresher
 from herald_recommendations.models import (
@@ -204,9 +204,11 @@ def test_every_query_of_the_recommendations_service_is_index_served(rec_settings
                     ]
                 )
             ]
-            _, problems, good = ingest_batch(engine, "evt-1", activities)
-            assert problems == [] and len(good) == len(activities)
-            assert "u-00001" in refresher.triggered_users(good)
+            done = ingest(engine, [("evt-1", activities), ("evt-2", activities[:2])])
+            assert done.problems == {} and len(done.good) == len(activities) + 2
+            # The decision from what the merge left, and from storage (read again).
+            assert "u-00001" in refresher.triggered_users(done.good, done.merged)
+            assert "u-00001" in refresher.triggered_users(done.good)
             # The refresh of one user after a purchase (what the debounced task runs).
             engine.refresh_user("u-00001", trigger="incremental", notify="incremental")
             # A user's recommendations: stored, and computed on the first ask.

@@ -174,3 +174,78 @@ async def test_malformed_activity_is_dead_lettered_with_its_reason(svc, broker_f
     assert "activities[1].product_id: unknown product 'p-99999'" in reasons
     # The valid activity of the partly bad batch was stored.
     assert await run_db(ActivityDoc.objects(user_id="u-bob", product_id="p-00002").count) == 1
+
+
+async def test_a_burst_of_messages_is_stored_together_each_activity_once(svc, broker_for):
+    broker = await broker_for(svc.settings)
+    users = [f"u-burst-{n}" for n in range(8)]
+    events = [
+        _activities(users[n % 8], ("view", f"p-{n % 250 + 1:05d}"), ("view", "p-00260"))
+        for n in range(40)
+    ]
+    bad = _activities("u-burst-0", ("view", "p-00261"), ("view", "p-99999"))
+    # Published at once, so the consumer takes them in batches; one message twice.
+    await broker.publish_many([*events[:20], bad, *events[20:], events[5]])
+
+    async def all_stored():
+        stored = await run_db(ActivityDoc.objects(user_id__in=users).count)
+        return stored == 2 * 40 + 1
+
+    await eventually(all_stored)
+    admin = svc.token(svc.issuer, "boss", admin=True)
+
+    async def dead_lettered():
+        response = await svc.client.get(
+            "/v1/admin/dead-letters",
+            params={"queue": svc.settings.activity_queue},
+            headers=admin,
+        )
+        [listing] = response.json()
+        return listing if listing["count"] == 1 and listing["messages"] else None
+
+    listing = await eventually(dead_lettered)
+    assert "activities[1].product_id: unknown product 'p-99999'" in listing["messages"][0]["error"]
+    await asyncio.sleep(0.3)  # a duplicate, if any, would land now
+    assert await run_db(ActivityDoc.objects(user_id__in=users).count) == 81
+    for user_id in users:
+        user = await run_db(lambda u=user_id: ActiveUser.objects(id=u).first())
+        assert len(user.recent) == 10 + (1 if user_id == "u-burst-0" else 0)
+        assert len({e["i"] for e in user.recent}) == len(user.recent)
+
+
+async def test_concurrent_merges_of_the_same_users_lose_no_entry(svc):
+    from herald_recommendations import storage
+
+    now = datetime.now(UTC)
+    users = [f"u-race-{n}" for n in range(12)]
+
+    def entries(writer: str, round_: int) -> dict[str, list[dict]]:
+        at = now - timedelta(minutes=10 - round_)
+        return {
+            u: [
+                storage.activity_entry(
+                    {
+                        "_id": f"{writer}-{round_}-{u}",
+                        "product_id": "p-00001",
+                        "kind": "view",
+                        "occurred_at": at,
+                    }
+                )
+            ]
+            for u in users
+        }
+
+    for round_ in range(4):
+        # Three consumers merging into the same documents at once: revisions collide.
+        new = await asyncio.gather(
+            *(
+                run_db(storage.record_activity, entries(w, round_), now, 1000)
+                for w in ("a", "b", "c")
+            )
+        )
+        assert sum(merged.new for merged in new) == 3 * len(users)
+    for user_id in users:
+        user = await run_db(lambda u=user_id: ActiveUser.objects(id=u).first())
+        assert sorted(e["i"] for e in user.recent) == sorted(
+            f"{w}-{r}-{user_id}" for w in "abc" for r in range(4)
+        )

@@ -20,6 +20,10 @@ class SchedulerSettings(HeraldSettings):
 
     # Consumer queues are "<queue_prefix>.users|activity|campaigns"; tests make it unique.
     queue_prefix: str = "scheduler"
+    # Activity messages handled together (each holds up to 1000 activities), collected
+    # for at most the wait after the first one arrived.
+    activity_batch_max: int = Field(default=20, ge=1, le=500)
+    activity_batch_wait_ms: int = Field(default=20, ge=0, le=1000)
 
     # --- orders ---------------------------------------------------------------------
     # Seconds an order stays in each status before a sweep advances it. Local defaults

@@ -5,7 +5,9 @@ Queues (prefix ``scheduler`` by default):
 * ``scheduler.users`` ← ``user.*``: the local user replica (preferences, names) that
   campaign audiences are drawn from.
 * ``scheduler.activity`` ← ``activity.recorded``: purchases place orders (one per user
-  and session in a message); every kind feeds the per-user category interests.
+  and session in a message); every kind feeds the per-user category interests. Several
+  messages are handled together (``activity_batch_max``): one insert of interest
+  records, one of order placements, one of order documents.
 * ``scheduler.campaigns`` ← ``campaign.fired``: fan-out of one campaign run.
 
 Every handler is idempotent: orders have ids derived from the event, interests remember
@@ -23,11 +25,10 @@ from herald_common.events import (
     ACTIVITY_EVENTS,
     CAMPAIGN_EVENTS,
     USER_EVENTS,
-    ActivityRecorded,
     CampaignFired,
     Envelope,
 )
-from herald_common.messaging import Broker, PermanentError
+from herald_common.messaging import BatchHandler, Broker, PermanentError
 from herald_common.replica import handle_user_event
 
 from herald_scheduler.config import SchedulerSettings
@@ -39,11 +40,12 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Envelope[Any]], Awaitable[None]]
 
 
-def activity_handler(orders: Orders) -> Handler:
-    async def handle_activity(event: Envelope[Any]) -> None:
-        """``activity.recorded``: learn interests, place an order per purchase group."""
-        payload: ActivityRecorded = event.payload
-        placed = await orders.record_activity(str(event.id), payload.activities)
+def activity_handler(orders: Orders) -> BatchHandler:
+    async def handle_activity(events: list[Envelope[Any]]) -> None:
+        """``activity.recorded``, several messages at once: learn interests, place an
+        order per purchase group."""
+        messages = [(str(event.id), event.payload.activities) for event in events]
+        placed = await orders.record_activity(messages)
         if placed:
             log.info("orders placed from activity", extra={"count": placed})
 
@@ -69,7 +71,13 @@ async def start_consumers(
     """Declare and consume the scheduler's queues; returns their names."""
     users, activity, campaign_queue = queue_names(settings)
     await broker.consume(users, [USER_EVENTS], handle_user_event)
-    await broker.consume(activity, [ACTIVITY_EVENTS], activity_handler(orders))
+    await broker.consume_batch(
+        activity,
+        [ACTIVITY_EVENTS],
+        activity_handler(orders),
+        max_batch=settings.activity_batch_max,
+        max_wait_ms=settings.activity_batch_wait_ms,
+    )
     # A fan-out is long; a couple at a time is plenty and keeps memory bounded.
     await broker.consume(campaign_queue, [CAMPAIGN_EVENTS], campaign_handler(campaigns), prefetch=2)
     return [users, activity, campaign_queue]

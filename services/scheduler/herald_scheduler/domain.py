@@ -22,7 +22,7 @@ from datetime import datetime
 from herald_common.clock import Clock, utcnow
 from herald_common.db import run_db
 from herald_common.errors import BadUserInput, NotFound, Unavailable
-from herald_common.events import Activity, CampaignFired
+from herald_common.events import CampaignFired
 from herald_common.messaging import Broker
 from herald_common.resources import CampaignSpec, NotificationCampaign, campaign_fired
 from herald_common.resources.firing import campaign_audience, campaign_template, fire_campaign
@@ -33,7 +33,12 @@ from herald_scheduler.campaigns import execute_run
 from herald_scheduler.config import SchedulerSettings
 from herald_scheduler.interests import record_activity
 from herald_scheduler.models import CampaignDefinition, CampaignRun, Order
-from herald_scheduler.orders import SweepResult, place_orders_from_activity, sweep
+from herald_scheduler.orders import (
+    ActivityMessage,
+    SweepResult,
+    place_orders_from_activity,
+    sweep,
+)
 
 
 @dataclass(frozen=True)
@@ -212,13 +217,12 @@ class Orders:
             self.outbox_written()
         return result
 
-    async def record_activity(self, event_id: str, activities: Sequence[Activity]) -> int:
-        """``activity.recorded``: learn interests, place an order per purchase group;
-        returns how many orders were new."""
-        await run_db(record_activity, event_id, activities)
-        placed = await run_db(
-            place_orders_from_activity, event_id, activities, self.clock(), self.settings
-        )
+    async def record_activity(self, messages: Sequence[ActivityMessage]) -> int:
+        """``activity.recorded`` messages (event id, activities), together: learn
+        interests, place an order per purchase group; returns how many orders were
+        new."""
+        await run_db(record_activity, messages)
+        placed = await run_db(place_orders_from_activity, messages, self.clock(), self.settings)
         if placed:
             self.outbox_written()
         return placed

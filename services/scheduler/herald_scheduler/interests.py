@@ -67,43 +67,57 @@ def ensure_indexes() -> None:
     named(INTERESTS).create_index([("user_id", ASCENDING)])
 
 
-def record_activity(event_id: str, activities: Sequence[Activity]) -> int:
-    """Apply one ``activity.recorded`` message; returns how many records were new."""
+def record_activity(messages: Sequence[tuple[str, Sequence[Activity]]]) -> int:
+    """Apply ``activity.recorded`` messages (event id, activities) with one insert of
+    their interest records and one bulk write of the products they name; returns how
+    many records were new."""
+    now = datetime.now(UTC)
+    records = [
+        _interest_record(event_id, user_id, items, now)
+        for event_id, activities in messages
+        for user_id, items in _by_user(activities).items()
+    ]
+    # Records applied before (a redelivery) are skipped.
+    inserted = insert_all_new(named(INTERESTS), records)
+    _remember_products([a for _, activities in messages for a in activities], now)
+    return inserted
+
+
+def _by_user(activities: Sequence[Activity]) -> dict[str, list[Activity]]:
     per_user: dict[str, list[Activity]] = defaultdict(list)
     for activity in activities:
         per_user[activity.user_id].append(activity)
-    now = datetime.now(UTC)
-    records = []
-    for user_id, items in per_user.items():
-        weights: dict[str, int] = defaultdict(int)
-        latest: dict[str, dict[str, Any]] = {}
-        for a in sorted(items, key=lambda x: x.occurred_at):
-            if not a.category:
-                continue
-            key = category_key(a.category)
-            weights[key] += KIND_WEIGHT[a.kind] * a.quantity
-            if a.kind != "purchase":
-                # Something looked at (maybe not bought yet) is what a promotion names.
-                latest[key] = {
-                    "product_id": a.product_id,
-                    "name": a.product_name or f"Product {a.product_id}",
-                    "price": a.price,
-                    "at": a.occurred_at,
-                }
-        records.append(
-            {
-                "_id": f"{event_id}:{user_id}",
-                "user_id": user_id,
-                "categories": dict(weights),
-                "products": latest,
-                "at": max(a.occurred_at for a in items),
-                "recorded_at": now,
+    return per_user
+
+
+def _interest_record(
+    event_id: str, user_id: str, items: Sequence[Activity], now: datetime
+) -> dict[str, Any]:
+    """What one message says about one user's interests: category weights and the
+    newest product looked at per category."""
+    weights: dict[str, int] = defaultdict(int)
+    latest: dict[str, dict[str, Any]] = {}
+    for a in sorted(items, key=lambda x: x.occurred_at):
+        if not a.category:
+            continue
+        key = category_key(a.category)
+        weights[key] += KIND_WEIGHT[a.kind] * a.quantity
+        if a.kind != "purchase":
+            # Something looked at (maybe not bought yet) is what a promotion names.
+            latest[key] = {
+                "product_id": a.product_id,
+                "name": a.product_name or f"Product {a.product_id}",
+                "price": a.price,
+                "at": a.occurred_at,
             }
-        )
-    # Records applied before (a redelivery) are skipped.
-    inserted = insert_all_new(named(INTERESTS), records)
-    _remember_products(activities, now)
-    return inserted
+    return {
+        "_id": f"{event_id}:{user_id}",
+        "user_id": user_id,
+        "categories": dict(weights),
+        "products": latest,
+        "at": max(a.occurred_at for a in items),
+        "recorded_at": now,
+    }
 
 
 def _remember_products(activities: Sequence[Activity], now: datetime) -> None:

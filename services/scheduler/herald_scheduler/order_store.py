@@ -7,30 +7,47 @@ brought up to date from its newest transition with idempotent ``$set`` values.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from mongoengine import NotUniqueError
+from herald_common.db import collection, insert_all_new, insert_missing, lookup_each
+from mongoengine import Document
 
 from herald_scheduler.models import Order, OrderTransition
 
 
+def insert_transitions(
+    transitions: Sequence[OrderTransition],
+) -> list[tuple[OrderTransition, bool]]:
+    """Insert ``transitions`` with one command; for each, the stored transition and
+    whether this insert made it (on a clash the stored one is read back)."""
+    clashed = sorted(insert_missing(collection(OrderTransition), [_mongo(t) for t in transitions]))
+    stored = dict(
+        zip(
+            clashed,
+            lookup_each(lambda i: OrderTransition.objects.get(id=transitions[i].id), clashed),
+            strict=True,
+        )
+    )
+    return [(stored[i], False) if i in stored else (t, True) for i, t in enumerate(transitions)]
+
+
 def insert_transition(transition: OrderTransition) -> tuple[OrderTransition, bool]:
     """Insert ``transition``; on a clash return the stored one and False."""
-    try:
-        transition.save(force_insert=True)
-    except NotUniqueError:
-        return OrderTransition.objects.get(id=transition.id), False
-    return transition, True
+    [result] = insert_transitions([transition])
+    return result
 
 
-def insert_order(order: Order) -> bool:
-    """Insert the order view; False when a redelivery created it already (the
-    transition is what counts)."""
-    try:
-        order.save(force_insert=True)
-    except NotUniqueError:
-        return False
-    return True
+def insert_orders(orders: Sequence[Order]) -> int:
+    """Insert order views with one command, skipping those a redelivery created already
+    (the transition is what counts); returns how many were new."""
+    return insert_all_new(collection(Order), [_mongo(order) for order in orders])
+
+
+def _mongo(document: Document) -> dict[str, Any]:
+    document.validate()
+    return document.to_mongo().to_dict()
 
 
 def apply_transition(order: Order, transition: OrderTransition) -> None:

@@ -164,22 +164,29 @@ def place_order(
 ) -> bool:
     """Place an order with its two events; False when it was placed before.
     ``next_at`` overrides when a sweep may first advance it."""
-    clean = [OrderItem(**i).model_dump() for i in items]
-    total = round(sum(i["price"] * i["quantity"] for i in clean), 2)
-    order = Order(
-        id=order_id,
-        user_id=user_id,
-        items=clean,
-        total=total,
-        status="placed",
-        history=[{"status": "placed", "sequence": 1, "at": now}],
-        sequence=1,
-        created_at=now,
-        updated_at=now,
-        next_transition_at=next_at or now + _delay(settings, "placed"),
-        origin=origin,
-    )
-    transition, new = store.insert_transition(
+    spec = OrderSpec(order_id, user_id, items, origin, next_at)
+    return place_orders([spec], now, settings) == 1
+
+
+@dataclass(frozen=True)
+class OrderSpec:
+    """An order to place: its id, user, items and origin; ``next_at`` overrides when a
+    sweep may first advance it."""
+
+    order_id: str
+    user_id: str
+    items: Sequence[dict[str, Any]]
+    origin: str
+    next_at: datetime | None = None
+
+
+def place_orders(specs: Sequence[OrderSpec], now: datetime, settings: SchedulerSettings) -> int:
+    """Place orders with their events: one insert of their placement transitions, one
+    of the order documents. Returns how many were new; an order placed before (a
+    redelivery) stages nothing again, and its document is rebuilt from the stored
+    transition in case the attempt that placed it crashed right after that insert."""
+    orders = [_new_order(spec, now, settings) for spec in specs]
+    transitions = [
         _transition(
             order,
             status="placed",
@@ -188,22 +195,44 @@ def place_order(
             now=now,
             next_at=order.next_transition_at,
             settings=settings,
-            origin=origin,
+            origin=order.origin,
         )
+        for order in orders
+    ]
+    placed = 0
+    for order, (transition, new) in zip(orders, store.insert_transitions(transitions), strict=True):
+        placed += new
+        if not new:
+            order.items, order.total = transition.items, transition.total
+            order.created_at = order.updated_at = transition.at
+            order.history = [{"status": "placed", "sequence": 1, "at": transition.at}]
+            order.next_transition_at = transition.next_transition_at
+        order.in_progress = order.next_transition_at is not None
+    store.insert_orders(orders)
+    return placed
+
+
+def _new_order(spec: OrderSpec, now: datetime, settings: SchedulerSettings) -> Order:
+    clean = [OrderItem(**i).model_dump() for i in spec.items]
+    return Order(
+        id=spec.order_id,
+        user_id=spec.user_id,
+        items=clean,
+        total=round(sum(i["price"] * i["quantity"] for i in clean), 2),
+        status="placed",
+        history=[{"status": "placed", "sequence": 1, "at": now}],
+        sequence=1,
+        created_at=now,
+        updated_at=now,
+        next_transition_at=spec.next_at or now + _delay(settings, "placed"),
+        origin=spec.origin,
     )
-    if not new:
-        # Placed before; the order document may be missing if that attempt crashed
-        # right after the insert: build it from the stored transition.
-        order.items, order.total = transition.items, transition.total
-        order.created_at = order.updated_at = transition.at
-        order.history = [{"status": "placed", "sequence": 1, "at": transition.at}]
-        order.next_transition_at = transition.next_transition_at
-    order.in_progress = order.next_transition_at is not None
-    store.insert_order(order)
-    return new
 
 
-def orders_from_activity(event_id: str, activities: Sequence[Activity]) -> list[dict[str, Any]]:
+ActivityMessage = tuple[str, Sequence[Activity]]  # (event id, its activities)
+
+
+def orders_from_activity(event_id: str, activities: Sequence[Activity]) -> list[OrderSpec]:
     """The orders one ``activity.recorded`` message places: one per user and session,
     with repeated products merged. Product name and price come with the activity;
     without them the order says "Product <id>" at 0."""
@@ -223,23 +252,23 @@ def orders_from_activity(event_id: str, activities: Sequence[Activity]) -> list[
         else:
             item["quantity"] += a.quantity
     return [
-        {
-            "order_id": order_id_for(event_id, user_id, session),
-            "user_id": user_id,
-            "items": list(items.values()),
-        }
+        OrderSpec(
+            order_id=order_id_for(event_id, user_id, session),
+            user_id=user_id,
+            items=list(items.values()),
+            origin=f"activity:{event_id}",
+        )
         for (user_id, session), items in groups.items()
     ]
 
 
 def place_orders_from_activity(
-    event_id: str, activities: Sequence[Activity], now: datetime, settings: SchedulerSettings
+    messages: Sequence[ActivityMessage], now: datetime, settings: SchedulerSettings
 ) -> int:
-    """Place the orders of one activity message; returns how many were new."""
-    placed = 0
-    for spec in orders_from_activity(event_id, activities):
-        placed += place_order(now=now, settings=settings, origin=f"activity:{event_id}", **spec)
-    return placed
+    """Place the orders of several activity messages together; returns how many were
+    new."""
+    specs = [spec for event_id, acts in messages for spec in orders_from_activity(event_id, acts)]
+    return place_orders(specs, now, settings) if specs else 0
 
 
 def next_status(order: Order, settings: SchedulerSettings) -> str:
@@ -341,7 +370,7 @@ def seed_orders(
     rng = random.Random(seed)
     catalog = list(products) or FALLBACK_PRODUCTS
     step = _delay(settings, "placed")
-    placed = 0
+    specs = []
     for user_id in user_ids:
         for n in range(per_user):
             picks = rng.sample(catalog, k=min(len(catalog), rng.randint(1, 3)))
@@ -354,13 +383,19 @@ def seed_orders(
                 }
                 for p in picks
             ]
-            placed += place_order(
-                order_id=order_id_for("seed", str(seed), user_id, str(n)),
-                user_id=user_id,
-                items=items,
-                now=now,
-                settings=settings,
-                origin=f"seed:{seed}",
-                next_at=now + step * (1 + rng.random() * 5),
+            specs.append(
+                OrderSpec(
+                    order_id=order_id_for("seed", str(seed), user_id, str(n)),
+                    user_id=user_id,
+                    items=items,
+                    origin=f"seed:{seed}",
+                    next_at=now + step * (1 + rng.random() * 5),
+                )
             )
-    return placed
+    return sum(
+        place_orders(specs[start : start + SEED_CHUNK], now, settings)
+        for start in range(0, len(specs), SEED_CHUNK)
+    )
+
+
+SEED_CHUNK = 500  # orders placed per insert when seeding

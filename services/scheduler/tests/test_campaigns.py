@@ -61,8 +61,12 @@ def population(db, seed_users):
         preferences=lambda i: {"promotions": i not in (3, 7)},
         name=lambda i: f"Ada{i} Lovelace",
     )
-    record_activity("e1", [_view(ids[i], "books", f"b{i}", f"Book {i}") for i in range(5)])
-    record_activity("e2", [_view(ids[i], "garden", "g1", "Rake") for i in (5, 6)])
+    record_activity(
+        [
+            ("e1", [_view(ids[i], "books", f"b{i}", f"Book {i}") for i in range(5)]),
+            ("e2", [_view(ids[i], "garden", "g1", "Rake") for i in (5, 6)]),
+        ]
+    )
     return ids
 
 

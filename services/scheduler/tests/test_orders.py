@@ -180,26 +180,48 @@ def test_purchases_group_into_one_order_per_user_and_session() -> None:
         _activity("bo", "purchase", "p1", None, product_name="Lamp", price=20.0),
     ]
     orders = orders_from_activity("evt-1", activities)
-    by_key = {(o["user_id"], len(o["items"])): o for o in orders}
+    by_key = {(o.user_id, len(o.items)): o for o in orders}
     assert len(orders) == 3
-    ann_s1 = by_key[("ann", 2)]["items"]
+    ann_s1 = by_key[("ann", 2)].items
     assert ann_s1 == [
         {"product_id": "p1", "name": "Lamp", "quantity": 3, "price": 20.0},
         {"product_id": "p2", "name": "Product p2", "quantity": 1, "price": 0.0},
     ]
     # Deterministic ids: the same message always places the same orders.
-    assert [o["order_id"] for o in orders_from_activity("evt-1", activities)] == [
-        o["order_id"] for o in orders
+    assert [o.order_id for o in orders_from_activity("evt-1", activities)] == [
+        o.order_id for o in orders
     ]
-    assert orders_from_activity("evt-2", activities)[0]["order_id"] != orders[0]["order_id"]
+    assert orders_from_activity("evt-2", activities)[0].order_id != orders[0].order_id
 
 
 async def test_a_redelivered_purchase_places_one_order(db):
     activities = [_activity("ann", "purchase", "p1", "s1", product_name="Lamp", price=20.0)]
     event_id = str(uuid.uuid4())
-    assert await run_db(place_orders_from_activity, event_id, activities, T0, db) == 1
-    assert await run_db(place_orders_from_activity, event_id, activities, T0, db) == 0
+    assert await run_db(place_orders_from_activity, [(event_id, activities)], T0, db) == 1
+    assert await run_db(place_orders_from_activity, [(event_id, activities)], T0, db) == 0
     assert await run_db(Order.objects.count) == 1
+
+
+async def test_messages_placed_together_each_place_their_orders_once(db):
+    messages = [
+        (str(uuid.uuid4()), [_activity(user, "purchase", "p1", "s1", price=5.0)])
+        for user in ("ann", "bo", "cy")
+    ]
+    # The first message again in the same batch (a redelivery), and a batch
+    # overlapping one placed before.
+    assert await run_db(place_orders_from_activity, [*messages, messages[0]], T0, db) == 3
+    later = (str(uuid.uuid4()), [_activity("ann", "purchase", "p2", "s1", price=7.0)])
+    assert await run_db(place_orders_from_activity, [messages[1], later], T0, db) == 1
+    orders = await run_db(lambda: list(Order.objects.order_by("user_id", "total")))
+    assert [(o.user_id, o.total) for o in orders] == [
+        ("ann", 5.0),
+        ("ann", 7.0),
+        ("bo", 5.0),
+        ("cy", 5.0),
+    ]
+    # Each placement staged its two events once.
+    transitions = await run_db(lambda: list(OrderTransition.objects.order_by("id")))
+    assert len(transitions) == 4 and all(len(t.outbox) == 2 for t in transitions)
 
 
 async def test_seeded_orders_are_deterministic(db):

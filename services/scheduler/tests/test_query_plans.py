@@ -62,10 +62,12 @@ def test_every_query_of_the_scheduler_is_index_served(
         replica.ensure_indexes()
         OutboxRelay(broker=None, documents=[OrderTransition]).ensure_indexes()  # type: ignore[arg-type]
         ids = seed_users(USERS, preferences=lambda i: {"promotions": i % 5 != 0})
-        for chunk in range(0, USERS, 500):
-            record_activity(
-                f"seed-{chunk}", [_activity(u, i) for i, u in enumerate(ids[chunk : chunk + 500])]
-            )
+        record_activity(
+            [
+                (f"seed-{chunk}", [_activity(u, i) for i, u in enumerate(ids[chunk : chunk + 500])])
+                for chunk in range(0, USERS, 500)
+            ]
+        )
         seed_orders(ids[:1500], per_user=2, seed=1, now=NOW - timedelta(days=3), settings=settings)
         # Steady state: most orders are delivered and their events relayed long ago, and
         # campaigns have run many times before.
@@ -114,7 +116,14 @@ def test_every_query_of_the_scheduler_is_index_served(
             update={"run_id": "r2", "audience": CampaignAudience(user_ids=ids[:3])}
         )
         with recorder.recording():
-            place_orders_from_activity("buy-1", [_activity(ids[7], 1, "purchase")], NOW, settings)
+            place_orders_from_activity(
+                [
+                    ("buy-1", [_activity(ids[7], 1, "purchase")]),
+                    ("buy-2", [_activity(ids[8], 2, "purchase")]),
+                ],
+                NOW,
+                settings,
+            )
             sweep(NOW, settings, limit=50)
             orders_of(ids[7])
             get_interests(ids[:20])
