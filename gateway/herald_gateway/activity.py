@@ -1,13 +1,12 @@
 """``trackActivity``: validate, enrich from the catalog, publish ``activity.recorded``.
 
 The caller's user id comes from the token. Each event is enriched with the product's
-name, category and price (one catalog call per request, in chunks for big batches) so
+name, category and price (from the gateway's product cache, herald_gateway.catalog) so
 consumers need no catalog of their own. Up to 1000 activities travel in one message.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,10 +16,8 @@ from prometheus_client import Counter
 
 from herald_gateway.context import RequestContext
 from herald_gateway.errors import bad_input
-from herald_gateway.loaders import batch_results
 
 ACTIVITIES = Counter("herald_gateway_activities_total", "Activities accepted", ["kind"])
-CATALOG_CHUNK = 100
 EVENT_BATCH = 1000
 
 
@@ -72,11 +69,7 @@ async def track_activity(
         event = {**event, "productId": product_id}
         parsed.append((event, parse_time(event.get("occurredAt"), i, now, allowance), quantity))
 
-    ids = list(dict.fromkeys(e["productId"] for e, _, _ in parsed))
-    recommendations = ctx.gateway.services.recommendations
-    chunks = [ids[i : i + CATALOG_CHUNK] for i in range(0, len(ids), CATALOG_CHUNK)]
-    answers = await asyncio.gather(*(recommendations.products(c, ctx.call) for c in chunks))
-    catalog = {k: v for answer in answers for k, v in batch_results(answer).items()}
+    catalog = await ctx.gateway.products((e["productId"] for e, _, _ in parsed), ctx.call)
 
     activities = []
     for i, (event, occurred_at, quantity) in enumerate(parsed):

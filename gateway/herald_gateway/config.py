@@ -57,6 +57,10 @@ class GatewaySettings(HeraldSettings):
     cache_ttl_seconds: int = Field(default=60, ge=1)
     cache_enabled: bool = True
     cache_queue: str = "gateway.cache"
+    # Product facts (name, category, price) kept in the process (herald_gateway.catalog);
+    # 0 asks the recommendations service every time.
+    product_cache_seconds: float = Field(default=300.0, ge=0)
+    product_cache_size: int = Field(default=50_000, ge=1)
     # Namespace of the gateway's Redis keys (cache, rate limits); tests use their own.
     redis_prefix: str = "herald:gw"
 

@@ -65,7 +65,7 @@ class RequestContext:
         if name == "products":
 
             async def products(ids: list[str]) -> dict[str, Any]:
-                return batch_results(await services.recommendations.products(ids, call))
+                return await self.gateway.products(ids, call)
 
             return DataLoader(products)
         if name == "users":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +11,9 @@ from herald_common.messaging import Broker
 
 from herald_gateway.budget import CallerSlots
 from herald_gateway.cache import ResponseCache
+from herald_gateway.catalog import ProductCatalog
 from herald_gateway.clients import Services
+from herald_gateway.clients.base import CallContext
 from herald_gateway.config import GatewaySettings
 from herald_gateway.ratelimit import RateLimiter
 from herald_gateway.realtime import RealtimeHub
@@ -34,6 +37,21 @@ class Gateway:
     revocations: Revocations | None = None
     # The process's one pub/sub connection for every open subscription.
     realtime: RealtimeHub | None = None
+    # Product facts for enrichment and the products loader (herald_gateway.catalog).
+    catalog: ProductCatalog | None = None
+
+    def __post_init__(self) -> None:
+        if self.catalog is None:
+            self.catalog = ProductCatalog(
+                self.services.recommendations.products,
+                ttl_seconds=self.settings.product_cache_seconds,
+                size=self.settings.product_cache_size,
+            )
+
+    async def products(self, ids: Iterable[str], call: CallContext) -> dict[str, Any]:
+        """Known products among ``ids``, by id (:class:`ProductCatalog`)."""
+        assert self.catalog is not None
+        return await self.catalog.get(ids, call)
 
     async def publish(self, event: Any) -> None:
         if self.broker is None:
