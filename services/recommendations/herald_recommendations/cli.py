@@ -27,7 +27,7 @@ from herald_common.logs import configure_logging
 from herald_common.messaging import Broker
 from pymongo.errors import PyMongoError
 
-from herald_recommendations import storage
+from herald_recommendations import activity_store, storage
 from herald_recommendations.batch import EXIT_CONFIG, run_batch
 from herald_recommendations.catalog import MAX_CATEGORIES, generate_catalog
 from herald_recommendations.config import RecommendationsSettings
@@ -106,11 +106,11 @@ def _direct(
 
     def flush() -> None:
         nonlocal written, docs
-        written += storage.insert_activities(docs)
+        written += activity_store.insert_activities(docs)
         by_user: dict[str, list[dict[str, Any]]] = {}
         for doc in docs:
-            by_user.setdefault(doc["user_id"], []).append(storage.activity_entry(doc))
-        storage.record_activity(by_user, now, settings.max_user_activities)
+            by_user.setdefault(doc["user_id"], []).append(activity_store.activity_entry(doc))
+        activity_store.record_activity(by_user, now, settings.max_user_activities)
         docs = []
 
     with _progress(args.events, "ev", "activity") as bar:

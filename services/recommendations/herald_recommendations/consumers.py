@@ -34,7 +34,7 @@ from herald_common.messaging import Broker, PermanentError
 from herald_common.replica import apply_user_event
 from prometheus_client import Counter
 
-from herald_recommendations import storage
+from herald_recommendations import activity_store, storage
 from herald_recommendations.config import RecommendationsSettings
 from herald_recommendations.engine import RecommendationEngine
 from herald_recommendations.incremental import IncrementalRefresher
@@ -70,7 +70,7 @@ class Ingested:
     inserted: int  # new rows
     problems: dict[str, list[str]]  # by event id, for each message with bad activities
     good: list[Activity]  # the activities stored
-    merged: storage.Merged  # the per-user copies after the merge
+    merged: activity_store.Merged  # the per-user copies after the merge
 
 
 def ingest(engine: RecommendationEngine, messages: Sequence[ActivityMessage]) -> Ingested:
@@ -93,15 +93,15 @@ def ingest(engine: RecommendationEngine, messages: Sequence[ActivityMessage]) ->
                 good.append(activity)
                 continue
             problems.setdefault(event_id, []).append(problem)
-    inserted = storage.insert_activities(docs)
+    inserted = activity_store.insert_activities(docs)
     ACTIVITIES.labels("stored").inc(inserted)
     ACTIVITIES.labels("duplicate").inc(len(docs) - inserted)
     ACTIVITIES.labels("rejected").inc(sum(map(len, problems.values())))
     # Then the per-user copy the model reads (idempotent too: identical entries).
     by_user: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for doc in docs:
-        by_user[doc["user_id"]].append(storage.activity_entry(doc))
-    merged = storage.record_activity(by_user, now, engine.settings.max_user_activities)
+        by_user[doc["user_id"]].append(activity_store.activity_entry(doc))
+    merged = activity_store.record_activity(by_user, now, engine.settings.max_user_activities)
     return Ingested(inserted, problems, good, merged)
 
 

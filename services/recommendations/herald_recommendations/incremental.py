@@ -21,7 +21,7 @@ from herald_common.db import run_db
 from herald_common.events import Activity
 from herald_common.tasks import cancel_and_wait
 
-from herald_recommendations import storage
+from herald_recommendations import activity_store, storage
 from herald_recommendations.engine import RecommendationEngine
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class IncrementalRefresher:
         self.refreshed = 0
 
     def triggered_users(
-        self, activities: Sequence[Activity], merged: storage.Merged | None = None
+        self, activities: Sequence[Activity], merged: activity_store.Merged | None = None
     ) -> list[str]:
         """Users among ``activities`` whose fresh activity calls for a refresh: a
         purchase, or a burst of views counted in the user's stored entries (``merged``,

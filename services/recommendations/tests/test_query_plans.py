@@ -23,7 +23,7 @@ from herald_common.db import connect_db, disconnect_db
 from herald_common.events import Activity, UserDeleted
 from herald_common.outbox import OutboxRelay
 from herald_common.preferences import Preferences
-from herald_recommendations import batch, model_store, storage
+from herald_recommendations import activity_store, batch, model_store, storage
 from herald_recommendations.consumers import activity_doc, ingest
 from herald_recommendations.engine import RecommendationEngine
 from herald_recommendations.incremental import IncrementalRefresher
@@ -73,7 +73,7 @@ def _seed(now: datetime) -> None:
                 updated,
             )
             activities.append(doc)
-            entries.append(storage.activity_entry(doc))
+            entries.append(activity_store.activity_entry(doc))
         active.append(
             {
                 "_id": user_id,
@@ -86,7 +86,7 @@ def _seed(now: datetime) -> None:
         )
     ActivityDoc._get_collection().insert_many(activities)
     ActiveUser._get_collection().insert_many(active)
-    storage._advance_watermark(max(a["updated_at"] for a in active))
+    storage.advance_watermark(max(a["updated_at"] for a in active))
 
     neighbors = ItemNeighbors._get_collection()
     for version, count in ((OLD, 1000), (CURRENT, PRODUCTS)):

@@ -214,7 +214,7 @@ async def test_a_burst_of_messages_is_stored_together_each_activity_once(svc, br
 
 
 async def test_concurrent_merges_of_the_same_users_lose_no_entry(svc):
-    from herald_recommendations import storage
+    from herald_recommendations import activity_store
 
     now = datetime.now(UTC)
     users = [f"u-race-{n}" for n in range(12)]
@@ -223,7 +223,7 @@ async def test_concurrent_merges_of_the_same_users_lose_no_entry(svc):
         at = now - timedelta(minutes=10 - round_)
         return {
             u: [
-                storage.activity_entry(
+                activity_store.activity_entry(
                     {
                         "_id": f"{writer}-{round_}-{u}",
                         "product_id": "p-00001",
@@ -239,7 +239,7 @@ async def test_concurrent_merges_of_the_same_users_lose_no_entry(svc):
         # Three consumers merging into the same documents at once: revisions collide.
         new = await asyncio.gather(
             *(
-                run_db(storage.record_activity, entries(w, round_), now, 1000)
+                run_db(activity_store.record_activity, entries(w, round_), now, 1000)
                 for w in ("a", "b", "c")
             )
         )

@@ -170,8 +170,7 @@ def place_order(
 
 @dataclass(frozen=True)
 class OrderSpec:
-    """An order to place: its id, user, items and origin; ``next_at`` overrides when a
-    sweep may first advance it."""
+    """An order to place (``next_at``: see :func:`place_order`)."""
 
     order_id: str
     user_id: str
