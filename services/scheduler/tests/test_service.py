@@ -45,7 +45,7 @@ async def test_service_places_orders_fans_out_and_serves_its_api(
 ):
     settings = scheduler_settings()
     app = create_app(settings)
-    async with LifespanManager(app):
+    async with LifespanManager(app, startup_timeout=60, shutdown_timeout=30):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://scheduler") as client:
             publisher = await broker_for(settings, source="test")
