@@ -64,7 +64,8 @@ async def test_lifecycle_sends_exactly_one_notification_per_change(db, broker_fo
     assert await _relay(broker) == 0
     await sink.drain()
 
-    requests = sink.requests
+    # The relay publishes a batch concurrently: order by the change's sequence.
+    requests = sorted(sink.requests, key=lambda r: int(r.idempotency_key.rsplit(":", 1)[1]))
     assert [r.content["data"]["status"] for r in requests] == [
         "placed",
         "paid",
@@ -76,7 +77,7 @@ async def test_lifecycle_sends_exactly_one_notification_per_change(db, broker_fo
     assert {r.collapse_key for r in requests} == {"order:ord-1"}
     assert {(r.type, r.user_id) for r in requests} == {("order_update", "ann")}
     assert requests[0].content["body"] == "We received your order #1 (2 items, $39.00)."
-    changes = sink.of("order.status_changed")
+    changes = sorted(sink.of("order.status_changed"), key=lambda c: c.sequence)
     assert [(c.previous_status, c.status, c.sequence) for c in changes] == [
         (None, "placed", 1),
         ("placed", "paid", 2),
