@@ -1,7 +1,7 @@
 """Per-user (per-address when anonymous) request rate limit, in Redis.
 
 A fixed one-minute window per caller: simple, shared by every gateway replica, and
-cheap (one INCR per request). Redis trouble lets requests through: the limit protects
+cheap (one script call per request: INCR, and EXPIRE on the window's first). Redis trouble lets requests through: the limit protects
 the services, it must not take the API down with it.
 """
 
@@ -19,6 +19,11 @@ log = logging.getLogger(__name__)
 
 REFUSED = Counter("herald_gateway_rate_limited_total", "Requests refused by the rate limit")
 WINDOW_SECONDS = 60
+COUNT_SCRIPT = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return count
+"""
 
 
 class RateLimiter:
@@ -29,19 +34,18 @@ class RateLimiter:
         self.prefix = prefix
         self.per_minute = per_minute
         self.clock = clock
+        # One round trip per request: the window's count, its expiry set by the first.
+        self._count = redis.register_script(COUNT_SCRIPT) if redis is not None else None
 
     async def check(self, caller: str) -> None:
         """Count one request of ``caller``; raise RATE_LIMITED over the limit."""
-        if self.redis is None or self.per_minute <= 0:
+        if self._count is None or self.per_minute <= 0:
             return
         now = self.clock()
         window = int(now // WINDOW_SECONDS)
         key = f"{self.prefix}:rate:{caller}:{window}"
         try:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.incr(key)
-                pipe.expire(key, WINDOW_SECONDS * 2)
-                count, _ = await pipe.execute()
+            count = await self._count(keys=[key], args=[WINDOW_SECONDS * 2])
         except Exception:
             log.warning("rate limit check failed; letting the request through", exc_info=True)
             return

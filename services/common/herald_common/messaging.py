@@ -260,14 +260,23 @@ class Broker:
         """Publish bytes to ``exchange`` (default: the events exchange; ``""`` = the
         default exchange, i.e. straight to a queue) and wait for the confirm."""
         message = self._message(body, message_id=message_id, type_=type_, headers=headers)
+        try:  # the common case, without the retry loop's cost
+            await self._publish_once(message, routing_key, exchange)
+            return
+        except _TRANSIENT:
+            log.info("publish failed; retrying", exc_info=True)
         async for attempt in _retrying_publish(timeout):
             with attempt:
-                target = await self._exchange(exchange)
-                confirmation = await asyncio.wait_for(
-                    target.publish(message, routing_key=routing_key), timeout=10
-                )
-                if isinstance(confirmation, aiormq.spec.Basic.Nack):
-                    raise DeliveryError(None, confirmation)
+                await self._publish_once(message, routing_key, exchange)
+
+    async def _publish_once(
+        self, message: aio_pika.Message, routing_key: str, exchange: str | None
+    ) -> None:
+        target = await self._exchange(exchange)
+        async with asyncio.timeout(10):
+            confirmation = await target.publish(message, routing_key=routing_key)
+        if isinstance(confirmation, aiormq.spec.Basic.Nack):
+            raise DeliveryError(None, confirmation)
 
     async def _exchange(self, name: str | None) -> AbstractExchange:
         if self._channel is None or self._events is None:

@@ -38,6 +38,8 @@ class RecommendationsSettings(HeraldSettings, Params):
     incremental_enabled: bool = True
     incremental_debounce_seconds: float = Field(default=2.0, ge=0)
     incremental_concurrency: int = Field(default=2, ge=1, le=32)  # refreshes at once
+    # A user's next refresh starts at least this long after the last one started.
+    incremental_min_interval_seconds: float = Field(default=10.0, ge=0)
     burst_views: int = Field(default=3, ge=1)
     burst_window_seconds: float = Field(default=600.0, gt=0)
     # Only activity this fresh triggers a refresh: bulk imports of history do not.

@@ -6,14 +6,19 @@ the activity is fresh (``incremental_max_age_seconds``, 15 min, by the service c
 so bulk imports of historical activity do not set off a storm of recomputations.
 
 Refreshes are debounced per user: the first trigger schedules a recompute
-``incremental_debounce_seconds`` later, triggers arriving meanwhile join it. The
-recompute may stage a notification (see the rules in :mod:`.engine`).
+``incremental_debounce_seconds`` later, triggers arriving meanwhile join it. A user
+refreshed less than ``incremental_min_interval_seconds`` (10 s) ago waits for the rest
+of that interval: a shopper browsing steadily is refreshed about once per interval, each
+time with everything stored so far, instead of after every view. The recompute may stage
+a notification (see the rules in :mod:`.engine`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
@@ -38,6 +43,9 @@ class IncrementalRefresher:
         self.outbox_written = outbox_written
         self._pending: dict[str, asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(self.settings.incremental_concurrency)
+        # When each recently refreshed user's last refresh started (monotonic), oldest
+        # first; users whose interval is over are dropped as new ones come in.
+        self._started: OrderedDict[str, float] = OrderedDict()
         self.refreshed = 0
 
     def triggered_users(
@@ -62,7 +70,10 @@ class IncrementalRefresher:
                     latest_view[activity.user_id] = activity.occurred_at
         users = set(purchases)
         viewers = [user_id for user_id in latest_view if user_id not in users]
-        stored = storage.load_interactions(viewers)  # one concurrent read for the batch
+        if merged is not None:
+            stored = {user_id: merged.interactions(user_id) for user_id in viewers}
+        else:
+            stored = storage.load_interactions(viewers)  # one concurrent read for the batch
         for user_id in viewers:
             since = latest_view[user_id] - timedelta(seconds=s.burst_window_seconds)
             recent = sum(
@@ -84,11 +95,12 @@ class IncrementalRefresher:
         # triggers never queues the ingestion's own storage calls behind them; a user
         # triggered again while waiting is refreshed once.
         try:
-            await asyncio.sleep(self.settings.incremental_debounce_seconds)
+            await asyncio.sleep(self._delay(user_id))
             await self._slots.acquire()
         finally:
             # From here on a new trigger schedules a new run (it may see newer data).
             self._pending.pop(user_id, None)
+        self._note_started(user_id)
         try:
             outcome = await run_db(
                 self.engine.refresh_user, user_id, trigger="incremental", notify="incremental"
@@ -105,6 +117,26 @@ class IncrementalRefresher:
             "recommendations refreshed",
             extra={"user_id": user_id, "items": outcome.items, "notified": outcome.notified},
         )
+
+    def _delay(self, user_id: str) -> float:
+        """The debounce, or the rest of the user's interval since the last refresh."""
+        debounce = self.settings.incremental_debounce_seconds
+        last = self._started.get(user_id)
+        if last is None:
+            return debounce
+        rest = last + self.settings.incremental_min_interval_seconds - time.monotonic()
+        return max(debounce, rest)
+
+    def _note_started(self, user_id: str) -> None:
+        now = time.monotonic()
+        self._started.pop(user_id, None)
+        self._started[user_id] = now
+        expired = now - self.settings.incremental_min_interval_seconds
+        while self._started:
+            oldest, at = next(iter(self._started.items()))
+            if at > expired:
+                break
+            del self._started[oldest]
 
     async def stop(self) -> None:
         await cancel_and_wait(*self._pending.values())

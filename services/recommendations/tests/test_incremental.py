@@ -42,7 +42,11 @@ class CountingEngine:
 
 
 async def test_refreshes_run_a_bounded_number_at_once_each_user_once():
-    settings = RecommendationsSettings(incremental_debounce_seconds=0.01, incremental_concurrency=2)
+    settings = RecommendationsSettings(
+        incremental_debounce_seconds=0.01,
+        incremental_concurrency=2,
+        incremental_min_interval_seconds=0,
+    )
     engine = CountingEngine(settings)
     refresher = IncrementalRefresher(engine)  # type: ignore[arg-type]
     users = [f"u{n}" for n in range(12)]
@@ -65,3 +69,24 @@ async def test_refreshes_run_a_bounded_number_at_once_each_user_once():
     twice = {u for u in users if engine.refreshed.count(u) == 2}
     assert twice <= started and len(twice) < len(users) // 2
     assert all(engine.refreshed.count(u) <= 2 for u in users)
+
+
+async def test_a_user_is_refreshed_at_most_once_per_interval_with_the_last_trigger_kept():
+    settings = RecommendationsSettings(
+        incremental_debounce_seconds=0.01, incremental_min_interval_seconds=0.5
+    )
+    engine = CountingEngine(settings)
+    refresher = IncrementalRefresher(engine)  # type: ignore[arg-type]
+    refresher.schedule(["u1", "u2"])
+    await eventually(lambda: len(engine.refreshed) == 2)
+    first = time.monotonic()
+    # Triggered again and again within the interval: one more refresh, after it.
+    for _ in range(5):
+        refresher.schedule(["u1"])
+        await asyncio.sleep(0.05)
+    assert engine.refreshed.count("u1") == 1
+    await eventually(lambda: engine.refreshed.count("u1") == 2)
+    assert time.monotonic() - first >= 0.4
+    await asyncio.sleep(0.6)
+    await refresher.stop()
+    assert sorted(engine.refreshed) == ["u1", "u1", "u2"]
