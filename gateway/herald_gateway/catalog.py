@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
+
+from herald_common.lru import MISSING, ExpiringLRU
 
 from herald_gateway.cache import CACHE
 from herald_gateway.clients.base import CallContext
@@ -40,9 +41,8 @@ class ProductCatalog:
     ) -> None:
         self._fetch = fetch
         self.ttl = ttl_seconds
-        self.size = size
         self._clock = clock
-        self._entries: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
+        self._entries: ExpiringLRU[str, dict[str, Any]] = ExpiringLRU(size, clock)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -53,12 +53,11 @@ class ProductCatalog:
         found: dict[str, dict[str, Any]] = {}
         missing: list[str] = []
         for product_id in dict.fromkeys(ids):
-            entry = self._entries.get(product_id)
-            if entry is not None and entry[0] > now:
-                self._entries.move_to_end(product_id)
-                found[product_id] = entry[1]
-            else:
+            product = self._entries.get(product_id, now)
+            if product is MISSING:
                 missing.append(product_id)
+            else:
+                found[product_id] = product
         if found:
             CACHE.labels(PRODUCTS, "hit").inc(len(found))
         if not missing:
@@ -71,8 +70,5 @@ class ProductCatalog:
         if self.ttl > 0:
             expires = self._clock() + self.ttl
             for product_id, product in loaded.items():
-                self._entries[product_id] = (expires, product)
-                self._entries.move_to_end(product_id)
-            while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
+                self._entries.put(product_id, product, expires)
         return found

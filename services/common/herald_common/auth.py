@@ -12,7 +12,6 @@ import hashlib
 import json
 import time
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -25,6 +24,7 @@ from jwt.algorithms import RSAAlgorithm
 from redis.exceptions import RedisError
 
 from herald_common.errors import Unauthenticated, Unavailable
+from herald_common.lru import MISSING, ExpiringLRU
 from herald_common.redis_client import revoked_key
 
 ALGORITHM = "RS256"
@@ -144,8 +144,9 @@ class TokenVerifier:
         self.leeway = leeway
         self.refresh_seconds = jwks_refresh_seconds
         self._keys: dict[str, Any] = {}
-        # Claims of tokens whose signature was checked: (claims, good until, monotonic).
-        self._verified: OrderedDict[str, tuple[dict[str, Any], float]] = OrderedDict()
+        # Claims of tokens whose signature was checked, until they expire or one JWKS
+        # refresh has passed (monotonic).
+        self._verified: ExpiringLRU[str, dict[str, Any]] = ExpiringLRU(VERIFIED_TOKENS)
         self._fetched_at = 0.0
         self._lock = asyncio.Lock()
         if public_pem:
@@ -192,20 +193,16 @@ class TokenVerifier:
     def _remembered(self, token: str) -> dict[str, Any] | None:
         """Claims of a token verified before, while it is unexpired and the signing keys
         it was checked with are no older than one JWKS refresh."""
-        entry = self._verified.get(token)
-        if entry is None:
+        claims = self._verified.get(token)
+        if claims is MISSING:
             return None
-        claims, until = entry
-        if time.monotonic() >= until or time.time() >= claims["exp"]:
-            del self._verified[token]
+        if time.time() >= claims["exp"]:
+            self._verified.pop(token)
             return None
-        self._verified.move_to_end(token)
         return claims
 
     def _remember(self, token: str, claims: dict[str, Any]) -> None:
-        self._verified[token] = (claims, time.monotonic() + self.refresh_seconds)
-        if len(self._verified) > VERIFIED_TOKENS:
-            self._verified.popitem(last=False)
+        self._verified.put(token, claims, time.monotonic() + self.refresh_seconds)
 
     async def _checked_claims(self, token: str) -> dict[str, Any]:
         """The claims of a token whose signature, issuer, audience and times check out."""

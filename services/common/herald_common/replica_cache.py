@@ -35,7 +35,6 @@ import json
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -45,6 +44,7 @@ from redis.retry import Retry
 
 from herald_common import replica
 from herald_common.db import lookup_each
+from herald_common.lru import MISSING, ExpiringLRU
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +87,11 @@ class UserCache:
         self._bucket_of = bucket_of
         self._clock = clock
         self._lock = threading.Lock()
-        # user id -> (expires at, document or None for "not in the replica")
-        self._entries: OrderedDict[str, tuple[float, dict[str, Any] | None]] = OrderedDict()
-        # user id -> (lowest revision that may be cached, until when the floor holds)
-        self._floors: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        # user id -> document, or None for "not in the replica"
+        self._entries: ExpiringLRU[str, dict[str, Any] | None] = ExpiringLRU(size, clock)
+        # user id -> the lowest revision that may be cached (while a read from before
+        # the change may still be in flight)
+        self._floors: ExpiringLRU[str, int] = ExpiringLRU(size, clock)
         self._enabled = False
         self._epoch = 0
         self._loading: dict[int, threading.Event] = {}  # buckets being read now
@@ -124,17 +125,22 @@ class UserCache:
         """``user_id`` changed to ``revision``: drop the copy, never cache an older one."""
         now = self._clock()
         with self._lock:
-            self._entries.pop(user_id, None)
-            floor, _ = self._floors.pop(user_id, (0, 0.0))
+            self._entries.pop(user_id)
+            floor = self._floors.get(user_id, now)
             # A floor must outlive any read that could still return the old revision.
-            self._floors[user_id] = (max(floor, revision), now + self.seconds)
-            while len(self._floors) > self.size:
-                self._floors.popitem(last=False)
+            kept = revision if floor is MISSING else max(floor, revision)
+            self._floors.put(user_id, kept, now + self.seconds)
 
     # --- reads -------------------------------------------------------------------------
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def peek(self, user_id: str) -> dict[str, Any] | None:
+        """The cached copy of ``user_id``, if one is (for tests and diagnostics)."""
+        with self._lock:
+            doc = self._entries.peek(user_id)
+        return None if doc is MISSING else doc
 
     def get_many(self, user_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Users by id, tombstones included, unknown ids absent; reads storage only for
@@ -146,13 +152,11 @@ class UserCache:
         with self._lock:
             epoch, enabled = self._epoch, self._enabled
             for user_id in ids:
-                entry = self._entries.get(user_id)
-                if entry is None or entry[0] <= now:
+                doc = self._entries.get(user_id, now)
+                if doc is MISSING:
                     missing.append(user_id)
-                    continue
-                self._entries.move_to_end(user_id)
-                if entry[1] is not None:
-                    found[user_id] = entry[1]
+                elif doc is not None:
+                    found[user_id] = doc
             self.hits += len(ids) - len(missing)
             self.misses += len(missing)
         if not missing:
@@ -191,11 +195,11 @@ class UserCache:
             done.wait(timeout=max(self.seconds, 1.0))
             with self._lock:
                 for user_id in by_bucket[bucket]:
-                    entry = self._entries.get(user_id)
-                    if entry is None or entry[0] <= now:
+                    doc = self._entries.get(user_id, now)
+                    if doc is MISSING:
                         singles.append(user_id)  # not kept (raced with a change): read it
-                    elif entry[1] is not None:
-                        loaded[user_id] = entry[1]
+                    elif doc is not None:
+                        loaded[user_id] = doc
         fetched: list[str] = []
         if singles:
             loaded.update(self._load_users(singles))
@@ -214,16 +218,10 @@ class UserCache:
             values: list[tuple[str, dict[str, Any] | None]] = list(loaded.items())
             values += [(user_id, None) for user_id in fetched if user_id not in loaded]
             for user_id, doc in values:
-                floor = self._floors.get(user_id)
-                if floor is not None:
-                    if floor[1] <= now:
-                        del self._floors[user_id]
-                    elif (int(doc.get("revision", 0)) if doc else 0) < floor[0]:
-                        continue  # read raced with a change: used once, not kept
-                self._entries[user_id] = (expires, doc)
-                self._entries.move_to_end(user_id)
-            while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
+                floor = self._floors.get(user_id, now)
+                if floor is not MISSING and (int(doc.get("revision", 0)) if doc else 0) < floor:
+                    continue  # read raced with a change: used once, not kept
+                self._entries.put(user_id, doc, expires)
 
 
 class CacheListener:

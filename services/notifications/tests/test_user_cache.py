@@ -14,8 +14,8 @@ pytestmark = pytest.mark.integration
 
 
 def _cached_revision(app: Any, user_id: str) -> int | None:
-    entry = app.state.notifications.users._entries.get(user_id)
-    return None if entry is None or entry[1] is None else int(entry[1]["revision"])
+    doc = app.state.notifications.users.peek(user_id)
+    return None if doc is None else int(doc["revision"])
 
 
 async def test_an_opt_out_reaches_every_process_and_later_promotions_are_suppressed(

@@ -18,18 +18,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from herald_common.db import run_db
 from herald_common.events import Activity
+from herald_common.lru import MISSING, ExpiringLRU
 from herald_common.tasks import cancel_and_wait
 
 from herald_recommendations import activity_store, storage
 from herald_recommendations.engine import RecommendationEngine
 
 log = logging.getLogger(__name__)
+
+RECENT_USERS = 100_000  # users whose last refresh start is kept (for the interval)
 
 
 class IncrementalRefresher:
@@ -43,9 +45,9 @@ class IncrementalRefresher:
         self.outbox_written = outbox_written
         self._pending: dict[str, asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(self.settings.incremental_concurrency)
-        # When each recently refreshed user's last refresh started (monotonic), oldest
-        # first; users whose interval is over are dropped as new ones come in.
-        self._started: OrderedDict[str, float] = OrderedDict()
+        # When each recently refreshed user's last refresh started (monotonic), kept
+        # for the interval.
+        self._started: ExpiringLRU[str, float] = ExpiringLRU(RECENT_USERS)
         self.refreshed = 0
 
     def triggered_users(
@@ -122,21 +124,14 @@ class IncrementalRefresher:
         """The debounce, or the rest of the user's interval since the last refresh."""
         debounce = self.settings.incremental_debounce_seconds
         last = self._started.get(user_id)
-        if last is None:
+        if last is MISSING:
             return debounce
         rest = last + self.settings.incremental_min_interval_seconds - time.monotonic()
         return max(debounce, rest)
 
     def _note_started(self, user_id: str) -> None:
         now = time.monotonic()
-        self._started.pop(user_id, None)
-        self._started[user_id] = now
-        expired = now - self.settings.incremental_min_interval_seconds
-        while self._started:
-            oldest, at = next(iter(self._started.items()))
-            if at > expired:
-                break
-            del self._started[oldest]
+        self._started.put(user_id, now, now + self.settings.incremental_min_interval_seconds)
 
     async def stop(self) -> None:
         await cancel_and_wait(*self._pending.values())
