@@ -37,6 +37,7 @@ class ExpiringLRU(Generic[K, V]):
         return len(self._entries)
 
     def __contains__(self, key: object) -> bool:
+        """Whether ``key`` is held, live or expired but not dropped yet."""
         return key in self._entries
 
     def get(self, key: K, now: float | None = None) -> V | _Missing:

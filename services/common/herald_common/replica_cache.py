@@ -80,7 +80,6 @@ class UserCache:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.seconds = seconds
-        self.size = size
         self.bucket_misses = bucket_misses
         self._load_users = load_users
         self._load_bucket = load_bucket

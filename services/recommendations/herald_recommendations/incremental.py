@@ -31,7 +31,7 @@ from herald_recommendations.engine import RecommendationEngine
 
 log = logging.getLogger(__name__)
 
-RECENT_USERS = 100_000  # users whose last refresh start is kept (for the interval)
+RECENT_USERS = 100_000  # users whose next allowed refresh start is kept
 
 
 class IncrementalRefresher:
@@ -45,9 +45,8 @@ class IncrementalRefresher:
         self.outbox_written = outbox_written
         self._pending: dict[str, asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(self.settings.incremental_concurrency)
-        # When each recently refreshed user's last refresh started (monotonic), kept
-        # for the interval.
-        self._started: ExpiringLRU[str, float] = ExpiringLRU(RECENT_USERS)
+        # When each recently refreshed user's interval ends (monotonic), kept until then.
+        self._interval_ends: ExpiringLRU[str, float] = ExpiringLRU(RECENT_USERS)
         self.refreshed = 0
 
     def triggered_users(
@@ -123,15 +122,12 @@ class IncrementalRefresher:
     def _delay(self, user_id: str) -> float:
         """The debounce, or the rest of the user's interval since the last refresh."""
         debounce = self.settings.incremental_debounce_seconds
-        last = self._started.get(user_id)
-        if last is MISSING:
-            return debounce
-        rest = last + self.settings.incremental_min_interval_seconds - time.monotonic()
-        return max(debounce, rest)
+        ends = self._interval_ends.get(user_id)
+        return debounce if ends is MISSING else max(debounce, ends - time.monotonic())
 
     def _note_started(self, user_id: str) -> None:
-        now = time.monotonic()
-        self._started.put(user_id, now, now + self.settings.incremental_min_interval_seconds)
+        ends = time.monotonic() + self.settings.incremental_min_interval_seconds
+        self._interval_ends.put(user_id, ends, ends)
 
     async def stop(self) -> None:
         await cancel_and_wait(*self._pending.values())
