@@ -331,8 +331,8 @@ async def test_a_hostile_caller_does_not_hold_up_another(gateway_factory) -> Non
     """Hole 4's bound: one caller's calls wait for that caller's own slots only.
 
     Relative, not absolute: the plain query under load is compared with its own
-    baseline on the same (slow) stand-ins, and must finish while the hostile
-    requests are still running.
+    baseline on the same (slow) stand-ins (the median of three within 3x), and must
+    finish while the hostile requests are still running.
     """
     gw = await gateway_factory(cache_enabled=False, latency=0.2, max_concurrent_calls_per_caller=4)
     plain = "{ unreadCount }"
@@ -356,7 +356,10 @@ async def test_a_hostile_caller_does_not_hold_up_another(gateway_factory) -> Non
     attack_times = await asyncio.gather(*attack)
 
     assert not all(attack_done), "the hostile requests finished before the plain ones"
-    assert max(under_load) < 3 * baseline, (baseline, under_load)
+    # The median, not the maximum: one plain request may share the event loop with the
+    # burst that starts the hostile documents (or a busy machine); queued behind the
+    # hostile caller's slots, every one of them would take seconds.
+    assert sorted(under_load)[1] < 3 * baseline, (baseline, under_load)
     assert max(attack_times) > 5 * max(under_load), (attack_times, under_load)
     # Each request carries its own token: the per-caller cap shows across all of them.
     in_flight = gw.recorders["notifications"].max_in_flight
