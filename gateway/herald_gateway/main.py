@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
 from fastapi import FastAPI, Request, WebSocket
 from herald_common.app import create_app as create_base_app
 from herald_common.events import NOTIFICATION_EVENTS, ORDER_EVENTS, USER_EVENTS
@@ -29,12 +28,8 @@ from herald_gateway.transport.ws import graphql_websocket
 CACHE_BINDINGS = [USER_EVENTS, NOTIFICATION_EVENTS, ORDER_EVENTS]
 
 
-def create_app(
-    settings: GatewaySettings | None = None,
-    *,
-    transports: dict[str, httpx.AsyncBaseTransport] | None = None,
-) -> FastAPI:
-    """The gateway app. ``transports`` replaces the HTTP transport per service (tests)."""
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    """The gateway app."""
     settings = settings or GatewaySettings()
 
     @asynccontextmanager
@@ -51,7 +46,7 @@ def create_app(
         )
         gateway = Gateway(
             settings=settings,
-            services=Services.from_settings(settings, transports),
+            services=Services.from_settings(settings),
             verifier=runtime.verifier,
             redis=runtime.redis,
             broker=runtime.broker,

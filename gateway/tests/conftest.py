@@ -1,7 +1,9 @@
 """Fixtures: a real gateway process-in-test (uvicorn on a free port) in front of stand-ins.
 
 Redis and RabbitMQ are the real servers (``make_settings``); the four services are the
-ASGI stand-ins from :mod:`standins`, reached through the gateway's own pooled clients.
+stand-ins from :mod:`standins`, each served by uvicorn on its own port and reached
+through the gateway's own pooled clients; a service that is down is a port nobody
+listens on.
 """
 
 from __future__ import annotations
@@ -75,10 +77,32 @@ async def gateway_factory(make_settings, unique) -> AsyncIterator[Any]:
     ``latency`` delays every stand-in service call by that many seconds.
     """
     servers: list[tuple[uvicorn.Server, asyncio.Task[None], RunningGateway]] = []
+    standin_servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
+
+    async def serve_standins(
+        verifier: TokenVerifier,
+        recorders: dict[str, standins.Recorder],
+        down: set[str],
+        latency: float,
+    ) -> dict[str, str]:
+        """The stand-ins on their ports: ``{"users_url": ..., ...}`` for the settings."""
+        urls: dict[str, str] = {}
+        for name, make in standins.MAKERS.items():
+            recorders[name] = standins.Recorder(latency)
+            port = free_port()
+            if name not in down:
+                standin_servers.append(await serve_app(make(verifier, recorders[name]), port))
+            urls[f"{name}_url"] = f"http://127.0.0.1:{port}"
+        return urls
 
     async def start(
         down: set[str] = frozenset(), latency: float = 0.0, **overrides: Any
     ) -> RunningGateway:
+        verifier = TokenVerifier(
+            issuer="herald-users", audience="herald", public_pem=ISSUER.public_pem
+        )
+        recorders: dict[str, standins.Recorder] = {}
+        urls = await serve_standins(verifier, recorders, set(down), latency)
         port = free_port()
         settings = make_settings(
             GatewaySettings,
@@ -87,15 +111,9 @@ async def gateway_factory(make_settings, unique) -> AsyncIterator[Any]:
             cache_queue=f"gateway.cache.t{unique}",
             redis_prefix=f"herald:gw:t{unique}",
             port=port,
-            **overrides,
+            **{**urls, **overrides},
         )
-        verifier = TokenVerifier(
-            issuer="herald-users", audience="herald", public_pem=ISSUER.public_pem
-        )
-        recorders: dict[str, standins.Recorder] = {}
-        app = create_app(
-            settings, transports=standins.transports(verifier, recorders, set(down), latency)
-        )
+        app = create_app(settings)
         server, task = await serve_app(app, port)
         running = RunningGateway(
             url=f"http://127.0.0.1:{port}",
@@ -114,6 +132,9 @@ async def gateway_factory(make_settings, unique) -> AsyncIterator[Any]:
     for server, task, running in servers:
         if running.client is not None:
             await running.client.aclose()
+        server.should_exit = True
+        await task
+    for server, task in standin_servers:
         server.should_exit = True
         await task
     await _delete_queues(servers)

@@ -11,7 +11,6 @@ import asyncio
 from collections import Counter
 from typing import Any
 
-import httpx
 from fastapi import Depends, Request
 from herald_common.app import admin_principal, create_app, current_principal
 from herald_common.auth import Principal, TokenVerifier
@@ -299,31 +298,9 @@ def scheduler_app(verifier: TokenVerifier, rec: Recorder):
     return app
 
 
-class DownTransport(httpx.AsyncBaseTransport):
-    """A service that cannot be reached."""
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("connection refused", request=request)
-
-
-def transports(
-    verifier: TokenVerifier,
-    recorders: dict[str, Recorder],
-    down: set[str],
-    latency: float = 0.0,
-):
-    makers = {
-        "users": users_app,
-        "notifications": notifications_app,
-        "recommendations": recommendations_app,
-        "scheduler": scheduler_app,
-    }
-    result: dict[str, httpx.AsyncBaseTransport] = {}
-    for name, make in makers.items():
-        recorders[name] = Recorder(latency)
-        result[name] = (
-            DownTransport()
-            if name in down
-            else httpx.ASGITransport(app=make(verifier, recorders[name]))
-        )
-    return result
+MAKERS = {
+    "users": users_app,
+    "notifications": notifications_app,
+    "recommendations": recommendations_app,
+    "scheduler": scheduler_app,
+}

@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-import httpx
-
 from herald_gateway.clients.base import CallContext, ServiceClient
 from herald_gateway.config import GatewaySettings
 from herald_gateway.errors import GraphQLFailure, bad_input
@@ -190,13 +188,8 @@ class Services:
     scheduler: SchedulerClient
 
     @classmethod
-    def from_settings(
-        cls,
-        settings: GatewaySettings,
-        transports: dict[str, httpx.AsyncBaseTransport] | None = None,
-    ) -> Services:
-        """Clients for the configured URLs; ``transports`` lets tests plug in ASGI apps."""
-        transports = transports or {}
+    def from_settings(cls, settings: GatewaySettings) -> Services:
+        """Clients for the configured URLs."""
 
         def make(kind: type[ServiceClient], name: str) -> Any:
             return kind(
@@ -205,7 +198,6 @@ class Services:
                 timeout=settings.service_timeout_seconds,
                 connect_timeout=settings.service_connect_timeout_seconds,
                 max_connections=settings.max_connections_per_service,
-                transport=transports.get(name),
             )
 
         return cls(
