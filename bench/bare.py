@@ -30,7 +30,8 @@ PAGE: dict[str, Any] = {
     }
 }
 
-app = FastAPI()
+# FastAPI's OpenTelemetry hooks off, as in every Herald service (herald_common.app).
+app = FastAPI(telemetry={"tracing": False, "metrics": False, "logs": False})
 
 
 @app.get("/readyz")
