@@ -28,14 +28,23 @@ async def eventually(
         await asyncio.sleep(interval)
 
 
-async def serve_app(app: Any, port: int, timeout: float = 60.0) -> tuple[Any, asyncio.Task[None]]:
+async def serve_app(
+    app: Any, port: int, timeout: float = 60.0, *, lifespan: bool = True
+) -> tuple[Any, asyncio.Task[None]]:
     """Serve the ASGI ``app`` with uvicorn on ``127.0.0.1:port`` in this event loop (its
-    lifespan included); returns the server and its task once it listens, within
-    ``timeout`` seconds. Stop it with ``server.should_exit = True`` and ``await task``."""
+    lifespan included, unless ``lifespan`` is False: an app already started elsewhere);
+    returns the server and its task once it listens, within ``timeout`` seconds. Stop
+    it with ``server.should_exit = True`` and ``await task``."""
     import uvicorn
 
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on" if lifespan else "off",
+        )
     )
     task = asyncio.create_task(server.serve())
     deadline = asyncio.get_running_loop().time() + timeout

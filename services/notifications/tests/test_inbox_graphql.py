@@ -88,7 +88,10 @@ class Gateway:
 
 @pytest.fixture
 async def gw(harness, make_settings, issuer, unique) -> AsyncIterator[Gateway]:
-    """The gateway on a free port; its notifications client reaches the harness's app."""
+    """The gateway on a free port; its notifications client reaches the harness's app,
+    served on a port of its own (its lifespan is the harness's)."""
+    service_port = free_port()
+    service, serving = await serve_app(harness.apps[0], service_port, lifespan=False)
     port = free_port()
     settings = make_settings(
         GatewaySettings,
@@ -97,10 +100,9 @@ async def gw(harness, make_settings, issuer, unique) -> AsyncIterator[Gateway]:
         cache_queue=f"gateway.cache.t{unique}",
         redis_prefix=f"herald:gw:t{unique}",
         port=port,
+        notifications_url=f"http://127.0.0.1:{service_port}",
     )
-    app = create_gateway(
-        settings, transports={"notifications": httpx.ASGITransport(app=harness.apps[0])}
-    )
+    app = create_gateway(settings)
     server, task = await serve_app(app, port)
     url = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
@@ -109,6 +111,8 @@ async def gw(harness, make_settings, issuer, unique) -> AsyncIterator[Gateway]:
         finally:
             server.should_exit = True
             await task
+            service.should_exit = True
+            await serving
 
 
 async def _deliver(h: Any, user_id: str, *keys: str) -> None:
