@@ -69,6 +69,7 @@ async def test_each_lane_gets_its_requests_however_they_are_published(broker_for
         {"outbox": [outbox_entry(_request("order-4", "order_update")), legacy]}
     )
 
-    await eventually(lambda: len(got["both"]) == 5)
+    # Three queues, three consumers: every copy is waited for, not only the widest lane's.
+    await eventually(lambda: len(got["both"]) == 5 == len(got["urgent"]) + len(got["normal"]))
     assert sorted(got["urgent"]) == ["order-1", "order-2", "order-4"]
     assert sorted(got["normal"]) == ["order-3", "promo-1"]
