@@ -11,6 +11,7 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from herald_common.app import NO_TELEMETRY
 
 PAGE: dict[str, Any] = {
     "data": {
@@ -30,8 +31,8 @@ PAGE: dict[str, Any] = {
     }
 }
 
-# FastAPI's OpenTelemetry hooks off, as in every Herald service (herald_common.app).
-app = FastAPI(telemetry={"tracing": False, "metrics": False, "logs": False})
+# FastAPI's OpenTelemetry hooks off, as in every Herald service.
+app = FastAPI(telemetry=NO_TELEMETRY)
 
 
 @app.get("/readyz")

@@ -88,7 +88,7 @@ class NotificationsClient(ServiceClient):
             ctx,
             first=first,
             after=after,
-            unread_only=str(unread_only).lower(),
+            unread_only=unread_only,
             type=type_,
             archived="true" if archived else None,
             total=None if total else "false",
