@@ -1,6 +1,7 @@
 """Campaign fan-out: one ``campaign.fired`` → a notification stored for every opted-in user.
 
     python -m bench.fanout [--users 10000 100000 1000000] [--batch-max 500]
+                           [--py-spy PATH] [--py-spy-seconds 30]
 
 Real scheduler and notifications processes (own virtual host, databases, ports). For
 each size N, the user replicas of both hold 1.2 x N users of whom N are opted into
@@ -10,7 +11,9 @@ has stored N notifications (its own counter), notifications/s, and the peak RSS 
 every process (Herald's, the shared servers', this one) sampled with psutil. Beside it,
 in the same run: the database's bulk-insert rate for notification documents (the
 ceiling of storing) and the confirmed publish rate (100 in flight). Appends to
-``bench/RESULTS.md`` with a plot of time and memory against N.
+``bench/RESULTS.md`` with a plot of time and memory against N. ``--py-spy PATH`` records
+the scheduler and the notifications service for the first ``--py-spy-seconds`` of each
+fan-out with that py-spy binary and adds their top functions to the results.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ async def fire_and_wait(
     scheduler: support.Process,
     size: int,
     sampler_pids: dict[str, int],
+    spy: tuple[str, float] | None = None,
 ) -> dict[str, Any]:
     assert notifications.url and scheduler.url
     broker = Broker(run.broker_settings(), source="bench")
@@ -57,6 +61,12 @@ async def fire_and_wait(
         started = time.perf_counter()
         await broker.publish(make_event("campaign.fired", fired, source="bench"))
         await broker.close()
+        profiles: dict[str, Path] = {}
+        if spy is not None:
+            for process in (scheduler, notifications):
+                out = run.dir / f"py-spy-{size}-{process.name}.txt"
+                support.py_spy(spy[0], process.pid, spy[1], out)
+                profiles[f"{process.name} during the first {spy[1]:g} s at {size:,}"] = out
         deadline = started + max(600.0, size / 50)
         while True:
             created = await support.metric(notifications.url, CREATED) - before
@@ -78,6 +88,7 @@ async def fire_and_wait(
         "rate": size / elapsed,
         "peak": dict(sampler.peak),
         "load": sampler.load_text(),
+        "profiles": profiles,
     }
 
 
@@ -135,7 +146,8 @@ async def measure(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[
                 )
             seeded = total
             opted_in = sum(1 for i in range(total) if i % 6 != 5)
-            result = await fire_and_wait(run, notifications, scheduler, opted_in, pids)
+            spy = (args.py_spy, args.py_spy_seconds) if args.py_spy else None
+            result = await fire_and_wait(run, notifications, scheduler, opted_in, pids, spy)
             result["population"] = total
             results.append(result)
     finally:
@@ -191,6 +203,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-max", type=int, default=500)
     parser.add_argument("--ceiling-docs", type=int, default=20_000)
     parser.add_argument("--ceiling-messages", type=int, default=3000)
+    parser.add_argument("--py-spy", metavar="PATH", help="py-spy binary: profile each fan-out")
+    parser.add_argument("--py-spy-seconds", type=float, default=30)
     args = parser.parse_args(argv)
     results, ceiling = asyncio.run(measure(args))
     rows = [
@@ -218,6 +232,11 @@ def main(argv: list[str] | None = None) -> None:
         rows,
         load=", ".join(r["load"] for r in results[:1]) + " (per size in the table)",
         images=[image],
+        notes="\n\n".join(
+            support.py_spy_summary(label, path)
+            for r in results
+            for label, path in r["profiles"].items()
+        ),
     )
 
 

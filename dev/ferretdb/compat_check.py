@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pymongo
+from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, InsertOne, ReturnDocument, UpdateOne
 from pymongo.collection import Collection
 from pymongo.database import Database
@@ -220,6 +221,29 @@ def queries(db: Database[Any]) -> None:
     assert _ids(c, {"tags": {"$type": "array"}}) == [1, 2]
     assert _ids(c, {"tags": {"$not": {"$size": 2}}}) == [1]
     assert _ids(c, {"tags": {"$elemMatch": {"$eq": "x"}}}) == [1]
+
+
+@check("query $in of strings and ObjectIDs: exact answers (arrays, mixed types, empty)")
+def in_strings(db: Database[Any]) -> None:
+    c = fresh(db, "in")
+    oid = ObjectId()
+    c.create_index([("k", ASCENDING)])
+    c.insert_many(
+        [
+            {"_id": "a", "k": "x"},
+            {"_id": "b", "k": ["y", "x"]},
+            {"_id": "c", "k": 7},
+            {"_id": "d", "k": oid},
+            {"_id": "e"},
+            {"_id": "f", "k": "X"},
+        ]
+    )
+    assert _ids(c, {"_id": {"$in": ["a", "c", "zz"]}}) == ["a", "c"]
+    assert _ids(c, {"k": {"$in": ["x"]}}) == ["a", "b"]
+    assert _ids(c, {"k": {"$in": ["y", oid]}}) == ["b", "d"]
+    assert _ids(c, {"k": {"$in": ["x", 7]}}) == ["a", "b", "c"]
+    assert _ids(c, {"k": {"$in": []}}) == []
+    assert _ids(c, {"k": {"$in": ["x"]}, "_id": {"$in": ["b", "f"]}}) == ["b"]
 
 
 @check("query $elemMatch on sub-document fields")

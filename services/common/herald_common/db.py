@@ -67,12 +67,40 @@ async def run_db(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
 _LOOKUPS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="db-lookup")
 
 
+# Values per ``$in`` query of :func:`find_in` (PostgreSQL takes 65,535 parameters).
+IN_CHUNK = 500
+
+
+def find_in(
+    coll: Collection[Any],
+    field: str,
+    values: Iterable[str],
+    *,
+    where: Mapping[str, Any] | None = None,
+    projection: Mapping[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """The documents whose top-level ``field`` is one of ``values`` (strings: ids, keys)
+    and that match ``where``: one ``{field: {"$in": chunk}}`` query per
+    :data:`IN_CHUNK` distinct values, in no particular order.
+
+    The way to read a batch of documents by key. The local MongoDB-compatible server
+    answers it from the GIN index mirroring the leading field of an index
+    (``dev/ferretdb``, ``$in`` of strings pushed down to PostgreSQL); MongoDB from the
+    index itself.
+    """
+    keys = list(dict.fromkeys(values))
+    found: list[dict[str, Any]] = []
+    for start in range(0, len(keys), IN_CHUNK):
+        query = {**(where or {}), field: {"$in": keys[start : start + IN_CHUNK]}}
+        found.extend(coll.find(query, projection))
+    return found
+
+
 def lookup_each(fn: Callable[[K], T], keys: Iterable[K]) -> list[T]:
     """``fn(key)`` for every key, several at a time, results in key order.
 
-    The way to read a batch of documents by key: the local MongoDB-compatible server
-    answers an equality on an indexed field from the index, but reads the whole
-    collection for ``{"field": {"$in": keys}}``.
+    For reads that take one query per key (a sort and limit per key, an update per
+    document); a batch of documents by key is :func:`find_in`.
     """
     keys = list(keys)
     if len(keys) <= 1:

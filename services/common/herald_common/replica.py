@@ -19,7 +19,7 @@ import mongoengine
 from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
-from herald_common.db import lookup_each, run_db, run_once
+from herald_common.db import find_in, run_db, run_once
 from herald_common.events import Envelope, UserDeleted, UserPreferencesUpdated, UserRegistered
 from herald_common.preferences import Preferences
 
@@ -120,19 +120,15 @@ def get_user(user_id: str) -> dict[str, Any] | None:
 def get_users(
     user_ids: Iterable[str], *, include_deleted: bool = False
 ) -> dict[str, dict[str, Any]]:
-    """Replicated users by id (batch consumers: point lookups, run concurrently). With
-    ``include_deleted`` tombstones (``deleted: True``) are returned too, so a caller can
-    tell a deleted user from one whose ``user.registered`` has not arrived yet."""
-    ids = list(dict.fromkeys(user_ids))
-    if not ids:
-        return {}
-    coll = _coll()
-
-    def one(user_id: str) -> dict[str, Any] | None:
-        doc = coll.find_one({"_id": user_id})
-        return dict(doc) if doc and (include_deleted or not doc.get("deleted")) else None
-
-    return {doc["_id"]: doc for doc in lookup_each(one, ids) if doc is not None}
+    """Replicated users by id (batch consumers: one ``$in`` query per
+    :data:`~herald_common.db.IN_CHUNK` users). With ``include_deleted`` tombstones
+    (``deleted: True``) are returned too, so a caller can tell a deleted user from one
+    whose ``user.registered`` has not arrived yet."""
+    return {
+        doc["_id"]: doc
+        for doc in find_in(_coll(), "_id", user_ids)
+        if include_deleted or not doc.get("deleted")
+    }
 
 
 def get_bucket(bucket: int) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ Guarantees, with any number of consumer replicas and with redelivery:
   hidden); read ones are never touched. No read-modify-write decides the winner, so this
   holds with racing replicas. A batch decides its collapsing requests together: in one
   batch only the newest request of a group is stored (the others are superseded), the
-  groups are read concurrently, versions and notifications are inserted with one write
+  groups are read together, versions and notifications are inserted with one write
   each, and a group is updated only when it has an unread notification to hide.
 * **Daily cap.** Promotions reserve a place in a per-``(user, local day)`` document
   with one conditional update (``n < cap`` and key not yet in it), so concurrent
@@ -32,11 +32,12 @@ Guarantees, with any number of consumer replicas and with redelivery:
   the request; the redelivery finds the stored notification and publishes the same event
   again, which consumers recognise by its id. This saves two writes per notification on
   the hot path.
-* **Index-served lookups only.** The MongoDB-compatible server used locally (FerretDB)
-  pushes only top-level equality filters down to its indexes, not ``$in``: a batch reads
-  its users with one point lookup each (run concurrently, :func:`replica.get_users`),
-  and looks up earlier decisions only for requests the broker may have delivered before
-  (``maybe_seen``); for a first delivery the unique indexes are the guard.
+* **Index-served lookups only, a few per batch.** A batch reads its users, its groups'
+  newest versions and their unread notifications with one ``$in`` query each (per
+  chunk, :func:`herald_common.db.find_in`: the local server pushes an ``$in`` of strings
+  down to an index), and looks up earlier decisions only for requests the broker may
+  have delivered before (``maybe_seen``); for a first delivery the unique indexes are
+  the guard.
 """
 
 from __future__ import annotations
@@ -48,7 +49,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from herald_common import replica
-from herald_common.db import lookup_each
 from herald_common.events import Envelope, NotificationRequested
 from herald_common.preferences import Preferences
 
@@ -131,19 +131,30 @@ def _group(request: NotificationRequested) -> delivery_store.Group:
     return request.user_id, request.collapse_key
 
 
-def _look_up(request: NotificationRequested) -> tuple[bool, str | None]:
-    """``(superseded, replaced id)`` of a request: whether its group has a newer request,
-    and the unread notification it will hide."""
-    user_id, collapse_key = _group(request)
-    requested_at, k = _order(request)
-    newest = delivery_store.newest_version(user_id, collapse_key)
-    if newest is None:
-        # A group's notifications go with its versions (retention, user deletion): a
-        # group without one has nothing to replace.
-        return False, None
-    if (newest["requested_at"], newest["idempotency_key"]) > (requested_at, k):
-        return True, None
-    return False, delivery_store.replaced_by(user_id, collapse_key, requested_at, k)
+def _look_up(
+    candidates: Sequence[NotificationRequested],
+) -> list[tuple[bool, str | None]]:
+    """``(superseded, replaced id)`` of each request (one per group): whether its group
+    has a newer request, and the unread notification it will hide. Two reads for the
+    whole batch: the groups' newest versions, then the unread notifications of the
+    groups that have one."""
+    groups = [_group(r) for r in candidates]
+    newest = delivery_store.newest_versions(groups)
+    # A group's notifications go with its versions (retention, user deletion): a group
+    # without one has nothing to replace.
+    unread = delivery_store.unread_of(g for g in groups if g in newest)
+    looked: list[tuple[bool, str | None]] = []
+    for request, group in zip(candidates, groups, strict=True):
+        top = newest.get(group)
+        if top is None:
+            looked.append((False, None))
+        elif delivery_store.place(top) > _order(request):
+            looked.append((True, None))
+        else:
+            older = [d for d in unread.get(group, ()) if delivery_store.place(d) < _order(request)]
+            replaced = max(older, key=delivery_store.place) if older else None
+            looked.append((False, str(replaced["_id"]) if replaced else None))
+    return looked
 
 
 def deliver_collapsing(
@@ -156,7 +167,7 @@ def deliver_collapsing(
     Only inserts decide a group's order (one version document per request, unique by
     ``(group, idempotency_key)``), so racing replicas need no atomic read-modify-write:
     whichever finishes last sees every version inserted before it and hides the rest.
-    Per batch: the groups are read concurrently, the versions and the notifications are
+    Per batch: the groups are read together, the versions and the notifications are
     inserted with one write each, and only groups with something to hide are updated.
     """
     newest: dict[delivery_store.Group, NotificationRequested] = {}
@@ -169,7 +180,7 @@ def deliver_collapsing(
             superseded.add(older.idempotency_key)
         newest[group] = request
     candidates = list(newest.values())
-    looked = lookup_each(_look_up, candidates)
+    looked = _look_up(candidates)
     winners: list[tuple[NotificationRequested, str | None]] = []
     for request, (newer_exists, replaced) in zip(candidates, looked, strict=True):
         if newer_exists:

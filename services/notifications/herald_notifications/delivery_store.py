@@ -2,8 +2,8 @@
 writes them), ``deliveries``, ``collapse_versions`` and ``promotion_days`` collections
 (synchronous; see :mod:`herald_notifications.delivery` for the guarantees).
 
-Every lookup is an equality on the leading field of an index (the local server answers
-only those from an index; a batch looks keys up one by one, see ``models.py``).
+Every lookup is an equality, or an ``$in`` of strings, on the leading field of an index
+(what the local server answers from an index; see ``models.py``).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from herald_common.db import (
     bulk_write,
     collection,
     conditional_upsert,
+    find_in,
     insert_all_new,
-    lookup_each,
     named,
 )
 from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateMany
@@ -141,13 +141,43 @@ def _unread_older(
     }
 
 
-def newest_version(user_id: str, collapse_key: str) -> dict[str, Any] | None:
-    """The newest request of a collapse group: the one that stays visible."""
-    doc: dict[str, Any] | None = named(VERSIONS).find_one(
-        {"group": key(user_id, collapse_key)},
-        sort=[("requested_at", DESCENDING), ("idempotency_key", DESCENDING)],
-    )
-    return doc
+Group = tuple[str, str]  # (user_id, collapse_key)
+
+_PLACE = {"requested_at": 1, "idempotency_key": 1}
+
+
+def place(doc: dict[str, Any]) -> tuple[datetime, str]:
+    """A stored version's or notification's place in its group's order."""
+    return doc["requested_at"], doc["idempotency_key"]
+
+
+def newest_versions(groups: Iterable[Group]) -> dict[Group, dict[str, Any]]:
+    """The newest request of each group that has one (the one that stays visible):
+    the groups' versions, read with one ``$in`` per chunk of groups."""
+    wanted = {key(*g): g for g in groups}
+    newest: dict[Group, dict[str, Any]] = {}
+    for doc in find_in(named(VERSIONS), "group", wanted, projection={"group": 1, **_PLACE}):
+        group = wanted[doc["group"]]
+        if group not in newest or place(doc) > place(newest[group]):
+            newest[group] = doc
+    return newest
+
+
+def unread_of(groups: Iterable[Group]) -> dict[Group, list[dict[str, Any]]]:
+    """The unread, not replaced notifications of each group (``_id`` and place): one
+    ``$in`` of the groups' users per collapse key (a fan-out batch has one)."""
+    users: dict[str, list[str]] = {}
+    for user_id, collapse_key in groups:
+        users.setdefault(collapse_key, []).append(user_id)
+    found: dict[Group, list[dict[str, Any]]] = {}
+    for collapse_key, user_ids in users.items():
+        where = {"collapse_key": collapse_key, "read": False, "replaced": False}
+        projection = {"user_id": 1, **_PLACE}
+        for doc in find_in(
+            collection(Notification), "user_id", user_ids, where=where, projection=projection
+        ):
+            found.setdefault((doc["user_id"], collapse_key), []).append(doc)
+    return found
 
 
 def version(
@@ -172,47 +202,23 @@ def add_versions(versions: Sequence[dict[str, Any]]) -> int:
     return insert_all_new(named(VERSIONS), versions)
 
 
-def replaced_by(user_id: str, collapse_key: str, requested_at: datetime, k: str) -> str | None:
-    """The id of the newest unread notification of the group older than this request."""
-    doc = collection(Notification).find_one(
-        _unread_older(user_id, collapse_key, requested_at, k),
-        {"_id": 1},
-        sort=[("requested_at", DESCENDING)],
-    )
-    return str(doc["_id"]) if doc else None
-
-
-Group = tuple[str, str]  # (user_id, collapse_key)
-
-
-def _to_hide(group: Group) -> tuple[dict[str, Any], str] | None:
-    """The filter of the group's unread notifications older than its newest request and
-    that request's key, when there is one to hide. Reads only: one when the group has at
-    most one unread notification (the common case), and nothing is written then. A
-    single unread notification older than the newest request is left to that request,
-    which settles the group after storing its own."""
-    unread = collection(Notification).find(
-        {"user_id": group[0], "collapse_key": group[1], "read": False, "replaced": False},
-        {"_id": 1},
-        limit=2,
-    )
-    if len(list(unread)) < 2:
-        return None
-    newest = newest_version(*group)
-    if newest is None:
-        return None
-    where = _unread_older(*group, newest["requested_at"], newest["idempotency_key"])
-    return where, str(newest["idempotency_key"])
-
-
 def settle_collapse(groups: Iterable[Group]) -> int:
-    """Hide unread notifications of each group older than its newest request: the
-    groups are read concurrently, and only those with something to hide are written,
-    in one bulk write."""
-    pending = [p for p in lookup_each(_to_hide, list(dict.fromkeys(groups))) if p is not None]
+    """Hide unread notifications of each group older than its newest request. Reads
+    the groups' unread notifications together; only groups with two or more (a single
+    one older than the newest request is left to that request, which settles the group
+    after storing its own) read their newest version and are written, in one bulk
+    write."""
+    unique = list(dict.fromkeys(groups))
+    unread = unread_of(unique) if unique else {}
+    crowded = [g for g in unique if len(unread.get(g, ())) >= 2]
+    newest = newest_versions(crowded) if crowded else {}
     ops = [
-        UpdateMany(where, {"$set": {"replaced": True, "replaced_by": newest}})
-        for where, newest in pending
+        UpdateMany(
+            _unread_older(*g, *place(newest[g])),
+            {"$set": {"replaced": True, "replaced_by": str(newest[g]["idempotency_key"])}},
+        )
+        for g in crowded
+        if g in newest
     ]
     modified = bulk_write(collection(Notification), ops, ordered=False) if ops else 0
     if modified:

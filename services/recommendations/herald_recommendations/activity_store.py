@@ -17,10 +17,10 @@ from herald_common.clock import utc_day
 from herald_common.db import (
     bulk_write,
     collection,
+    find_in,
     insert_all_new,
     insert_missing,
     insert_new,
-    lookup_each,
 )
 from pymongo import UpdateOne
 
@@ -124,8 +124,11 @@ _MERGE_FIELDS = {"recent": 1, "rev": 1}
 
 
 def _merge_views(coll: Any, user_ids: Iterable[str]) -> list[dict[str, Any] | None]:
-    """What a merge reads of each user's document (``_id`` look-ups, concurrent)."""
-    return lookup_each(lambda user_id: coll.find_one({"_id": user_id}, _MERGE_FIELDS), user_ids)
+    """What a merge reads of each user's document, in the order of ``user_ids`` (None
+    for a user without one): :func:`~herald_common.db.find_in` by ``_id``."""
+    ids = list(user_ids)
+    found = {d["_id"]: d for d in find_in(coll, "_id", ids, projection=_MERGE_FIELDS)}
+    return [found.get(user_id) for user_id in ids]
 
 
 def _merge(

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from herald_common.db import collection, lookup_each
+from herald_common.db import collection, find_in
 
 from herald_recommendations.algorithm import Model
 from herald_recommendations.models import ItemNeighbors, ModelState
@@ -77,12 +77,11 @@ def load_model_state() -> dict[str, Any] | None:
 
 
 def load_neighbors(version: str, product_ids: Iterable[str]) -> dict[str, list[tuple[str, float]]]:
-    """Neighbour rows of these products in model ``version`` (``_id`` look-ups)."""
-    coll = collection(ItemNeighbors)
-    keys = list(dict.fromkeys(neighbor_key(version, pid) for pid in product_ids))
-    docs = lookup_each(lambda key: coll.find_one({"_id": key}), keys)
+    """Neighbour rows of these products in model ``version``
+    (:func:`~herald_common.db.find_in` by ``_id``)."""
+    keys = (neighbor_key(version, pid) for pid in product_ids)
+    docs = find_in(collection(ItemNeighbors), "_id", keys)
     return {
         d["_id"].split("|", 1)[1]: [(n["p"], float(n["s"])) for n in d.get("neighbors", [])]
         for d in docs
-        if d is not None
     }

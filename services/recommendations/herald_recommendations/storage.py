@@ -5,9 +5,9 @@ Everything that reads many records streams them through a cursor, so memory stay
 bounded whatever the data size. FerretDB has no ``$lookup`` and ``$group`` only with
 ``$sum``/``$count``: joins and aggregation happen here, in Python, page by page.
 
-Every query is an equality on ``_id`` or on the leading field of an index: FerretDB
-answers only those from an index and reads the whole collection for a range, ``$in``, or
-a sort. So batches of ids are concurrent ``_id`` look-ups, the catalog is read one
+Every query is an equality (or an ``$in`` of strings) on ``_id`` or on the leading field
+of an index: FerretDB answers only those from an index and reads the whole collection for
+a range or a sort. So batches of ids are read with ``find_in``, the catalog is read one
 category at a time, users changed since a time are read one ``updated_day`` at a time,
 and what would be a sort or a scan is kept in ``storage_state`` (one document per kind,
 read by ``_id``): the activity watermark (newest ``updated_at``), the model versions that
@@ -25,7 +25,7 @@ from herald_common.clock import utc_day
 from herald_common.db import (
     collection,
     conditional_upsert,
-    lookup_each,
+    find_in,
     named,
     run_once,
 )
@@ -191,10 +191,9 @@ def interactions_of(doc: Mapping[str, Any]) -> list[Interaction]:
 
 
 def load_interactions(user_ids: Sequence[str]) -> dict[str, list[Interaction]]:
-    """The (newest, capped) interactions of these users, by user (``_id`` look-ups)."""
-    coll = collection(ActiveUser)
-    docs = lookup_each(lambda user_id: coll.find_one({"_id": user_id}), dict.fromkeys(user_ids))
-    return {d["_id"]: interactions_of(d) for d in docs if d is not None}
+    """The (newest, capped) interactions of these users, by user
+    (:func:`~herald_common.db.find_in` by ``_id``)."""
+    return {d["_id"]: interactions_of(d) for d in find_in(collection(ActiveUser), "_id", user_ids)}
 
 
 def iter_user_interactions(
@@ -232,11 +231,9 @@ def active_user_count() -> int:
 
 
 def known_active(user_ids: Iterable[str]) -> set[str]:
-    """Those of ``user_ids`` that have activity (``_id`` look-ups, several at a time)."""
-    coll = collection(ActiveUser)
-    ids = list(dict.fromkeys(user_ids))
-    found = lookup_each(lambda user_id: coll.find_one({"_id": user_id}, {"_id": 1}), ids)
-    return {d["_id"] for d in found if d is not None}
+    """Those of ``user_ids`` that have activity (:func:`~herald_common.db.find_in`)."""
+    found = find_in(collection(ActiveUser), "_id", user_ids, projection={"_id": 1})
+    return {d["_id"] for d in found}
 
 
 def advance_watermark(at: datetime) -> None:

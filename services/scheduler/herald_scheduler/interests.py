@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from herald_common.db import bulk_write, insert_all_new, lookup_each, named
+from herald_common.db import bulk_write, find_in, insert_all_new, named
 from herald_common.events import Activity
 from pymongo import ASCENDING, UpdateOne
 
@@ -141,18 +141,12 @@ def _remember_products(activities: Sequence[Activity], now: datetime) -> None:
 
 
 def get_interests(user_ids: Sequence[str]) -> dict[str, Interest]:
-    """Interests of ``user_ids`` (one indexed lookup per user; users without activity are
-    absent)."""
-    if not user_ids:
-        return {}
+    """Interests of ``user_ids`` (:func:`~herald_common.db.find_in` by user; users
+    without activity are absent)."""
     out: dict[str, Interest] = {}
     seen_at: dict[tuple[str, str], Any] = {}
-    coll = named(INTERESTS)
-
-    def of(user_id: str) -> list[dict[str, Any]]:
-        return list(coll.find({"user_id": user_id}, {"user_id": 1, "categories": 1, "products": 1}))
-
-    for doc in (d for docs in lookup_each(of, dict.fromkeys(user_ids)) for d in docs):
+    projection = {"user_id": 1, "categories": 1, "products": 1}
+    for doc in find_in(named(INTERESTS), "user_id", user_ids, projection=projection):
         uid = doc["user_id"]
         interest = out.setdefault(uid, Interest(user_id=uid))
         for key, weight in (doc.get("categories") or {}).items():

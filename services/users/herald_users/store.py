@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import mongoengine
-from herald_common.db import collection, lookup_each
+from herald_common.db import collection, find_in
 from herald_common.errors import Conflict
 from herald_common.events import Envelope
 from herald_common.outbox import outbox_update
@@ -55,11 +55,11 @@ def get_any(user_id: str) -> User | None:
 
 
 def get_many(user_ids: list[str]) -> list[User]:
-    """The live users among ``user_ids`` (each id once, in the order asked): one ``_id``
-    look-up per user, several at a time (``{"_id": {"$in": ids}}`` would read the whole
-    collection)."""
-    found = lookup_each(get_live, dict.fromkeys(user_ids))
-    return [user for user in found if user is not None]
+    """The live users among ``user_ids`` (each id once, in the order asked), read with
+    :func:`~herald_common.db.find_in`."""
+    ids = list(dict.fromkeys(user_ids))
+    found = {d["_id"]: d for d in find_in(collection(User), "_id", ids, where={"deleted_at": None})}
+    return [User._from_son(found[i]) for i in ids if i in found]
 
 
 def insert_user(user: User) -> None:
