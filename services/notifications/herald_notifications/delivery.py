@@ -145,13 +145,13 @@ def _look_up(
     unread = delivery_store.unread_of(g for g in groups if g in newest)
     looked: list[tuple[bool, str | None]] = []
     for request, group in zip(candidates, groups, strict=True):
-        top = newest.get(group)
+        top, order = newest.get(group), _order(request)
         if top is None:
             looked.append((False, None))
-        elif delivery_store.place(top) > _order(request):
+        elif delivery_store.place(top) > order:
             looked.append((True, None))
         else:
-            older = [d for d in unread.get(group, ()) if delivery_store.place(d) < _order(request)]
+            older = [d for d in unread.get(group, ()) if delivery_store.place(d) < order]
             replaced = max(older, key=delivery_store.place) if older else None
             looked.append((False, str(replaced["_id"]) if replaced else None))
     return looked

@@ -170,9 +170,9 @@ def unread_of(groups: Iterable[Group]) -> dict[Group, list[dict[str, Any]]]:
     for user_id, collapse_key in groups:
         users.setdefault(collapse_key, []).append(user_id)
     found: dict[Group, list[dict[str, Any]]] = {}
+    projection = {"user_id": 1, **_PLACE}
     for collapse_key, user_ids in users.items():
         where = {"collapse_key": collapse_key, "read": False, "replaced": False}
-        projection = {"user_id": 1, **_PLACE}
         for doc in find_in(
             collection(Notification), "user_id", user_ids, where=where, projection=projection
         ):
@@ -209,9 +209,9 @@ def settle_collapse(groups: Iterable[Group]) -> int:
     after storing its own) read their newest version and are written, in one bulk
     write."""
     unique = list(dict.fromkeys(groups))
-    unread = unread_of(unique) if unique else {}
+    unread = unread_of(unique)
     crowded = [g for g in unique if len(unread.get(g, ())) >= 2]
-    newest = newest_versions(crowded) if crowded else {}
+    newest = newest_versions(crowded)
     ops = [
         UpdateMany(
             _unread_older(*g, *place(newest[g])),
