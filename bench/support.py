@@ -219,6 +219,7 @@ class Run:
             "HERALD_GATEWAY_CACHE_QUEUE": self.queue("gateway.cache"),
             "HERALD_NOTIFICATIONS_USERS_QUEUE": self.queue("notifications.users"),
             "HERALD_NOTIFICATIONS_REQUESTS_QUEUE": self.queue("notifications.requests"),
+            "HERALD_NOTIFICATIONS_EMAIL_QUEUE": self.queue("notifications.email"),
             "HERALD_RECOMMENDATIONS_ACTIVITY_QUEUE": self.queue("recommendations.activity"),
             "HERALD_RECOMMENDATIONS_USERS_QUEUE": self.queue("recommendations.users"),
             "HERALD_SCHEDULER_QUEUE_PREFIX": self.queue("scheduler"),

@@ -256,7 +256,7 @@ class PrivateRedis:
 class PrivatePostgreSQL:
     """A PostgreSQL 15 cluster of its own (``initdb``), configured like dev/infra.sh's:
     loopback only, trust authentication for the role ``herald``, ``synchronous_commit =
-    off``, and the database ``ferretdb``. PostgreSQL refuses to run as root: as root the
+    off``, ``autovacuum_naptime = 5s``, and the database ``ferretdb``. PostgreSQL refuses to run as root: as root the
     cluster belongs to the ``postgres`` user and lives in a folder of its own under the
     system's temporary directory (a pytest folder is private to root)."""
 
@@ -278,6 +278,7 @@ class PrivatePostgreSQL:
             "shared_buffers = 128MB\n"
             "synchronous_commit = off\n"
             "log_min_messages = warning\n"
+            "autovacuum_naptime = 5s\n"
         )
         self._as_owner(["tee", str(self.data / "postgresql.auto.conf")], stdin=conf)
 

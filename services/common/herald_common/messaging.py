@@ -72,6 +72,11 @@ _TRANSIENT = (
 )
 
 
+# How long one publish attempt (a message, or a batch whose confirms overlap) may wait
+# for the broker's confirms before it counts as failed and is tried again.
+CONFIRM_TIMEOUT = 10.0
+
+
 def _retrying_publish(timeout: float) -> AsyncRetrying:
     """The retry loop of a publish: transient errors are tried again, backing off, for
     up to ``timeout`` seconds; then the last error is raised."""
@@ -185,24 +190,25 @@ class Broker:
         is confirmed. Order between them is not guaranteed.
 
         One retry loop for the whole batch: an attempt sends every event not confirmed
-        yet, so after a reconnect only those are sent again (duplicates are possible
-        only for events whose confirm was lost, and carry the same id)."""
+        yet, so after a reconnect only those are sent again; an attempt that outlives
+        :data:`CONFIRM_TIMEOUT` sends all of its events again (duplicates are possible
+        only for events whose confirm was lost or late, and carry the same id)."""
         pending = list(events)
         if not pending:
             return
         async for attempt in _retrying_publish(timeout):
             with attempt:
                 target = await self._exchange(None)
-                results = await asyncio.gather(
-                    *(
-                        asyncio.wait_for(
-                            target.publish(self._event_message(e), routing_key=e.routing_key),
-                            timeout=10,
-                        )
-                        for e in pending
-                    ),
-                    return_exceptions=True,
-                )
+                # One deadline for the attempt: the confirms overlap, so a batch takes
+                # about as long as one publish (no timer task per message).
+                async with asyncio.timeout(CONFIRM_TIMEOUT):
+                    results = await asyncio.gather(
+                        *(
+                            target.publish(self._event_message(e), routing_key=e.routing_key)
+                            for e in pending
+                        ),
+                        return_exceptions=True,
+                    )
                 failed: list[Envelope[Any]] = []
                 error: BaseException | None = None
                 for event, result in zip(pending, results, strict=True):
@@ -273,7 +279,7 @@ class Broker:
         self, message: aio_pika.Message, routing_key: str, exchange: str | None
     ) -> None:
         target = await self._exchange(exchange)
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(CONFIRM_TIMEOUT):
             confirmation = await target.publish(message, routing_key=routing_key)
         if isinstance(confirmation, aiormq.spec.Basic.Nack):
             raise DeliveryError(None, confirmation)
