@@ -133,11 +133,11 @@ def _group(request: NotificationRequested) -> delivery_store.Group:
 
 def _look_up(
     candidates: Sequence[NotificationRequested],
-) -> list[tuple[bool, str | None]]:
+) -> tuple[list[tuple[bool, str | None]], set[delivery_store.Group]]:
     """``(superseded, replaced id)`` of each request (one per group): whether its group
-    has a newer request, and the unread notification it will hide. Two reads for the
-    whole batch: the groups' newest versions, then the unread notifications of the
-    groups that have one."""
+    has a newer request, and the unread notification it will hide; and the groups that
+    had versions. Two reads for the whole batch: the groups' newest versions, then the
+    unread notifications of the groups that have one."""
     groups = [_group(r) for r in candidates]
     newest = delivery_store.newest_versions(groups)
     # A group's notifications go with its versions (retention, user deletion): a group
@@ -154,7 +154,7 @@ def _look_up(
             older = [d for d in unread.get(group, ()) if delivery_store.place(d) < order]
             replaced = max(older, key=delivery_store.place) if older else None
             looked.append((False, str(replaced["_id"]) if replaced else None))
-    return looked
+    return looked, set(newest)
 
 
 def deliver_collapsing(
@@ -168,7 +168,8 @@ def deliver_collapsing(
     ``(group, idempotency_key)``), so racing replicas need no atomic read-modify-write:
     whichever finishes last sees every version inserted before it and hides the rest.
     Per batch: the groups are read together, the versions and the notifications are
-    inserted with one write each, and only groups with something to hide are updated.
+    inserted with one write each, and only groups with something to hide are updated;
+    then the versions older than each winner are deleted (one write).
     """
     newest: dict[delivery_store.Group, NotificationRequested] = {}
     superseded: set[str] = set()
@@ -180,7 +181,7 @@ def deliver_collapsing(
             superseded.add(older.idempotency_key)
         newest[group] = request
     candidates = list(newest.values())
-    looked = _look_up(candidates)
+    looked, versioned = _look_up(candidates)
     winners: list[tuple[NotificationRequested, str | None]] = []
     for request, (newer_exists, replaced) in zip(candidates, looked, strict=True):
         if newer_exists:
@@ -196,6 +197,13 @@ def deliver_collapsing(
         [new_notification_doc(r, now, source=source, replaced_id=rid) for r, rid in winners]
     )
     delivery_store.settle_collapse(_group(r) for r, _ in winners)
+    # Each winner's version is now the newest its group has seen: older ones decide
+    # nothing any more (a group seen for the first time has none to prune).
+    pruned = [r for r, _ in winners if _group(r) in versioned]
+    if pruned:
+        delivery_store.prune_versions(
+            [_group(r) for r in pruned], before=min(r.requested_at for r in pruned)
+        )
     return created, superseded
 
 

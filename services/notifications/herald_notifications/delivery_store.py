@@ -18,6 +18,7 @@ from herald_common.db import (
     bulk_write,
     collection,
     conditional_upsert,
+    delete_in,
     find_in,
     insert_all_new,
     named,
@@ -194,6 +195,20 @@ def version(
         "created_at": ms(now),
         "day": utc_day(now),
     }
+
+
+def prune_versions(groups: Iterable[Group], before: datetime) -> int:
+    """Delete the versions of ``groups`` requested before ``before``, which must not be
+    after any of these groups' newest version (the caller just stored a newer one in
+    each). Only a group's newest version decides anything (whether a late request of the
+    group lost, what a settle keeps), so a group keeps a handful of versions instead of
+    one per firing until retention."""
+    return delete_in(
+        named(VERSIONS),
+        "group",
+        (key(*g) for g in groups),
+        where={"requested_at": {"$lt": ms(before)}},
+    )
 
 
 def add_versions(versions: Sequence[dict[str, Any]]) -> int:

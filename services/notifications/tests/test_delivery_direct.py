@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 from herald_common import replica
-from herald_common.db import connect_db, disconnect_db
+from herald_common.db import connect_db, disconnect_db, named
 from herald_common.events import NotificationRequested
 from herald_common.preferences import Preferences
 from herald_notifications import deferred, delivery, delivery_store
-from herald_notifications.builders import ms, new_notification_doc
+from herald_notifications.builders import key, ms, new_notification_doc
 from herald_notifications.decisions import DeliveryPolicy
-from herald_notifications.models import DeliveryRecord, Notification, ensure_indexes
+from herald_notifications.models import VERSIONS, DeliveryRecord, Notification, ensure_indexes
 
 pytestmark = pytest.mark.integration
 
@@ -112,6 +112,26 @@ def test_in_one_batch_the_newest_of_a_group_wins_and_the_others_are_superseded(d
     _run([_request("order-9-late", "burst", minutes=1, group="order:9")])
     assert _reason("order-9-late") == "superseded"
     assert _visible("burst") == ["order-9-shipped"]
+
+
+def _versions(user_id: str, group: str) -> list[str]:
+    docs = named(VERSIONS).find({"group": key(user_id, group)}, {"idempotency_key": 1})
+    return sorted(d["idempotency_key"] for d in docs)
+
+
+def test_a_group_keeps_only_its_newest_versions_and_late_requests_still_lose(db) -> None:
+    users = [f"often-{i}" for i in range(3)]
+    _users(*users)
+    for firing in range(1, 5):  # a campaign fired every hour
+        _run([_request(f"hourly-{firing}:{u}", u, minutes=60 * firing) for u in users])
+    for u in users:
+        assert _versions(u, "campaign:spring") == [f"hourly-4:{u}"]
+        assert _visible(u) == [f"hourly-4:{u}"]
+
+    # An older request arriving late loses to the newest version, and prunes nothing.
+    _run([_request("hourly-0:often-1", "often-1", minutes=0)])
+    assert _reason("hourly-0:often-1") == "superseded"
+    assert _versions("often-1", "campaign:spring") == ["hourly-4:often-1"]
 
 
 def test_a_redelivered_batch_creates_nothing_and_settles_what_was_left(db) -> None:

@@ -90,8 +90,8 @@ def _seed(now: datetime) -> None:
     named(VERSIONS).insert_many(
         [
             {
-                "_id": f"{d['user_id']}|{d['collapse_key']}|{d['idempotency_key']}",
-                "group": f"{d['user_id']}|{d['collapse_key']}",
+                "_id": builders.key(d["user_id"], d["collapse_key"], d["idempotency_key"]),
+                "group": builders.key(d["user_id"], d["collapse_key"]),
                 "user_id": d["user_id"],
                 "collapse_key": d["collapse_key"],
                 "requested_at": d["requested_at"],
@@ -206,7 +206,14 @@ def test_every_query_of_the_notifications_service_is_index_served(make_settings)
             email_state.purge(NOW.date())
             requests = [
                 _request("new-promo", "u0010", "promotion"),
-                _request("new-order", "u0011", "order_update", collapse_key="o11-1"),
+                # newer than the group's stored versions: it wins and prunes them
+                _request(
+                    "new-order",
+                    "u0011",
+                    "order_update",
+                    collapse_key="o11-1",
+                    requested_at=NOW + timedelta(minutes=1),
+                ),
                 _request("new-rec", "u0012", "recommendation"),
                 _request("unknown", "nobody", "promotion"),
             ]
