@@ -256,9 +256,10 @@ class PrivateRedis:
 class PrivatePostgreSQL:
     """A PostgreSQL 15 cluster of its own (``initdb``), configured like dev/infra.sh's:
     loopback only, trust authentication for the role ``herald``, ``synchronous_commit =
-    off``, ``autovacuum_naptime = 5s``, and the database ``ferretdb``. PostgreSQL refuses to run as root: as root the
-    cluster belongs to the ``postgres`` user and lives in a folder of its own under the
-    system's temporary directory (a pytest folder is private to root)."""
+    off``, ``autovacuum_naptime = 5s``, and the database ``ferretdb``. PostgreSQL refuses
+    to run as root: as root the cluster belongs to the ``postgres`` user and lives in a
+    folder of its own under the system's temporary directory (a pytest folder is private
+    to root)."""
 
     def __init__(self) -> None:
         self.base = Path(tempfile.mkdtemp(prefix="herald-pg-"))
